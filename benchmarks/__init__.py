@@ -1,0 +1,1 @@
+"""Built-in benchmarks: one module per family, each registering its names on import."""

@@ -1,0 +1,131 @@
+"""The ``clbench`` command: a thin layer over the library (run, list, score, report, world, data, synth).
+
+Bad input ends in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from clbench.errors import UserError
+
+# Subcommands implemented in their own packages: module path -> exposes register(subparsers).
+PLUGGED_COMMANDS = ("clbench.report.cli", "clbench.world.cli", "clbench.data_check", "clbench.synth.cli")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (and exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _split(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds expects integers separated by commas, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="clbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="train and evaluate methods on a benchmark")
+    run.add_argument("--methods", required=True, type=_split, help="comma-separated method names")
+    run.add_argument("--benchmark", required=True)
+    run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default 0)")
+    run.add_argument("--model", help="open_clip model name or hf-hub: id (default: the benchmark's)")
+    run.add_argument("--pretrained", help="pretrained tag or local checkpoint path (default: the benchmark's)")
+    run.add_argument("--config", help="YAML file with sections benchmark/model/train/method/methods")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override one config value (repeatable), e.g. train.lr=1e-4 or zscl.weight_image=5")
+    run.add_argument("--out", default="results", help="results root (default: results/)")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    run.add_argument("--resume", action="store_true", help="continue runs after their last completed task")
+    run.add_argument("--force", action="store_true", help="delete existing runs of the same config and start over")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list methods or benchmarks")
+    lst.add_argument("what", choices=["methods", "benchmarks"])
+    lst.set_defaults(func=cmd_list)
+
+    score = sub.add_parser("score", help="paper metrics of an accuracy matrix (csv, npy or json)")
+    score.add_argument("matrix", help="rows = after task t, columns = tasks, both in training order")
+    score.add_argument("--protocol", required=True, choices=["mtil", "cil", "medxtreme"])
+    score.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+    score.set_defaults(func=cmd_score)
+
+    for module in PLUGGED_COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from clbench.runner import run_many
+
+    return run_many(
+        methods=args.methods, benchmark=args.benchmark, seeds=args.seeds, model=args.model,
+        pretrained=args.pretrained, config_file=args.config, overrides=args.overrides, out=args.out,
+        device=args.device, resume=args.resume, force=args.force, quiet=args.quiet,
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from clbench.listing import describe_benchmarks, describe_methods
+
+    lines = describe_methods() if args.what == "methods" else describe_benchmarks()
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import json
+
+    from clbench.matrix_io import read_matrix
+    from clbench.metrics import compute
+
+    matrix, names = read_matrix(args.matrix)
+    try:
+        values = compute(args.protocol, matrix)
+    except ValueError as exc:
+        raise UserError(f"{args.matrix}: {exc}") from None
+    if args.json:
+        print(json.dumps({"protocol": args.protocol, "tasks": names, "metrics": values}))
+    else:
+        print("  ".join(f"{k}={v:.2f}" for k, v in values.items()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: Any = args.func(args)
+    except UserError as exc:
+        sys.stderr.write(f"clbench: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("clbench: interrupted\n")
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

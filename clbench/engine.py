@@ -1,0 +1,318 @@
+"""The training loop: experiences -> method hooks -> evaluation of every task -> run store.
+
+For each experience of the Avalanche train stream: ``method.before_task`` -> training iterations ->
+``method.after_task`` -> evaluate on every task's test set (future ones included) -> one matrix row ->
+checkpoint -> results written. The engine knows no method by name.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clbench import metrics as metric_fns
+from clbench.benchmark import Benchmark, BenchmarkDef
+from clbench.config import ResolvedConfig, TrainConfig
+from clbench.context import MethodContext, trainable_parameters
+from clbench.data import cycle, make_loader
+from clbench.environment import describe
+from clbench.errors import UserError
+from clbench.evaluation import evaluate_row
+from clbench.method import Batch, Method, TaskState
+from clbench.models import LoadedModel, load_model
+from clbench.schedule import cosine_lr, set_lr
+from clbench.services import ServiceRequest, provide
+from clbench.store import MatrixRecord, RunDir, config_hash
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def task_seed(seed: int, task_index: int) -> int:
+    """Each task reseeds from (run seed, task index): a resumed run replays a task exactly."""
+    return seed * 1009 + task_index
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
+    return torch.device(name)
+
+
+def precision_context(precision: str, device: torch.device) -> tuple[Callable[[], AbstractContextManager[Any]],
+                                                                      torch.amp.GradScaler | None]:
+    """Autocast factory and grad scaler for the run's precision (bf16 by default on CUDA, fp32 on CPU)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return partial(torch.autocast, device_type=device.type, dtype=dtype), scaler
+
+
+@dataclass
+class RunResult:
+    run_dir: RunDir
+    record: MatrixRecord
+    metrics: dict[str, float]
+    protocol: str
+    skipped: bool = False
+
+
+class Engine:
+    """Runs one (benchmark, method, seed) configuration into a run directory."""
+
+    def __init__(self, config: ResolvedConfig, bench_def: BenchmarkDef, method_cls: type[Method], out: Path,
+                 device: str = "auto", quiet: bool = False,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.bench_def = bench_def
+        self.method_cls = method_cls
+        self.device = resolve_device(device)
+        self.quiet = quiet
+        self.say = progress or (lambda msg: None)
+        cfg_dict = config.to_dict()
+        self.cfg_hash = config_hash(cfg_dict)
+        self.run_dir = RunDir(RunDir.location(out, config.benchmark, config.method, config.seed, self.cfg_hash))
+        self.train_cfg: TrainConfig = config.train
+        self._started_training = False
+        self._initial: nn.Module | None = None
+
+    # ---- set-up -----------------------------------------------------------------------------------------
+    def _prepare_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
+        """Returns the checkpoint to resume from, or None for a fresh start."""
+        rd = self.run_dir
+        if rd.exists() and force:
+            shutil.rmtree(rd.path)
+        if not rd.exists():
+            return None
+        info = rd.read_run()
+        if info.get("status") == "complete":
+            return {"complete": True}
+        if not resume:
+            raise UserError(f"run {rd.path} exists with {info.get('completed_tasks', 0)}/{len(info.get('tasks', []))} "
+                            "tasks done; pass --resume to continue it or --force to start over")
+        if not rd.checkpoint_path.exists():
+            return None
+        return torch.load(rd.checkpoint_path, map_location="cpu", weights_only=True)
+
+    def _initial_model(self, loaded: LoadedModel) -> nn.Module:
+        if self._initial is None:
+            from clbench.context import freeze
+
+            if not self._started_training:
+                import copy
+
+                self._initial = freeze(copy.deepcopy(loaded.model))
+            else:  # resumed run: reload the pretrained weights
+                fresh = load_model(self.config.model.name, self.config.model.pretrained, self.device,
+                                   self.config.model.download)
+                self._initial = freeze(fresh.model)
+        return self._initial
+
+    # ---- main loop --------------------------------------------------------------------------------------
+    def run(self, resume: bool = False, force: bool = False) -> RunResult:
+        checkpoint = self._prepare_dir(resume, force)
+        if checkpoint is not None and checkpoint.get("complete"):
+            record = self.run_dir.read_matrix()
+            info = self.run_dir.read_run()
+            return RunResult(self.run_dir, record, self._metrics(info["protocol"], record), info["protocol"],
+                             skipped=True)
+
+        cfg = self.config
+        seed_everything(cfg.seed)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        loaded = load_model(cfg.model.name, cfg.model.pretrained, self.device, cfg.model.download)
+        model = loaded.model.to(self.device)
+        bench: Benchmark = self.bench_def.build(cfg.benchmark_options, loaded.transforms)
+        scenario = bench.stream()
+        train_stream, test_stream = list(scenario.train_stream), list(scenario.test_stream)
+        if len(train_stream) != len(bench.tasks) or len(test_stream) != len(bench.tasks):
+            raise AssertionError("the Avalanche stream and the benchmark's task list disagree in length")
+
+        autocast, scaler = precision_context(self.train_cfg.precision, self.device)
+        ctx = MethodContext(model, loaded.tokenizer, self.device, self.train_cfg.label_smoothing,
+                            autocast=autocast, scaler=scaler, initial_model=lambda: self._initial_model(loaded))
+        for name in self.method_cls.services:
+            ctx.services[name] = provide(ServiceRequest(
+                name=name, method=cfg.method, method_config=cfg.method_config, benchmark=bench,
+                transforms=loaded.transforms, device=self.device, seed=cfg.seed, batch_size=self.train_cfg.batch_size))
+        method = self.method_cls(cfg.method_config, ctx)
+        method.before_run()
+
+        tcfg = self.train_cfg
+        test_loaders = [make_loader(e.dataset, tcfg.eval_batch_size, self.device, num_workers=tcfg.num_workers)
+                        for e in test_stream]
+        with_auc = bench.protocol == "medxtreme"
+        task_names = [t.name for t in bench.tasks]
+        env = describe(self.device)
+        start_task, wall_before = 0, 0.0
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            method.load_state_dict(checkpoint["method"])
+            record = MatrixRecord.from_json(checkpoint["record"])
+            start_task = int(checkpoint["completed_tasks"])
+            wall_before = float(checkpoint.get("wall_time_s", 0.0))
+            self._started_training = True
+            ctx.weights_changed()
+            self.run_dir.truncate_log(start_task)
+            self.say(f"resuming {self.run_dir.path} after task {start_task}/{len(bench.tasks)}")
+        else:
+            record = MatrixRecord.empty(task_names, with_auc)
+            self.run_dir.write_config(cfg.to_dict())
+        self.run_dir.write_environment(env)
+        t0 = time.time()
+        run_info = {
+            "run_id": self.run_dir.path.name, "benchmark": cfg.benchmark, "method": cfg.method, "seed": cfg.seed,
+            "protocol": bench.protocol, "tasks": task_names, "config_hash": self.cfg_hash,
+            "model": cfg.model.name, "pretrained": cfg.model.pretrained,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+        def write_state(status: str, done: int) -> None:
+            self.run_dir.write_matrix(record)
+            complete = status == "complete"
+            self.run_dir.write_metrics(bench.protocol, complete, self._metrics(bench.protocol, record) if complete else {})
+            self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done,
+                                    "wall_time_s": round(wall_before + time.time() - t0, 3),
+                                    "device": env["device"]})
+
+        evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, heads=ctx.text_heads,
+                           device=self.device, autocast=autocast, with_auc=with_auc)
+        if checkpoint is None:
+            write_state("running", 0)
+            if tcfg.eval_initial or not method.trains:
+                row = evaluate(method.eval_model(), after_task=None)
+                record.initial, record.counts = row.accuracy, row.counts
+                self.run_dir.append_log({"task": -1, "event": "eval_initial", "accuracy": row.accuracy})
+
+        for t in range(start_task, len(bench.tasks)):
+            spec = bench.tasks[t]
+            seed_everything(task_seed(cfg.seed, t))
+            exp_dataset = train_stream[t].dataset
+            steps = self._steps(len(exp_dataset))
+            task = TaskState(index=t, spec=spec, num_tasks=len(bench.tasks), steps=steps if method.trains else 0,
+                             train_class_names=spec.class_names, seen_class_names=bench.seen_class_names(t))
+            offset = bench.class_offset(t)
+            ctx._task_batches = partial(self._fixed_batches, exp_dataset, offset)
+            method.before_task(task)
+            if method.trains:
+                self._train_task(method, ctx, task, exp_dataset, offset, steps, cfg.seed)
+            method.after_task(task)
+            ctx.weights_changed()
+            ctx._task_batches = None
+
+            eval_model = method.eval_model()
+            if not method.trains and bench.protocol == "mtil" and record.initial is not None:
+                row_acc, row_auc = list(record.initial), None  # unchanged weights: the zero-shot row repeats
+            else:
+                row = evaluate(eval_model, after_task=t)
+                row_acc, row_auc = row.accuracy, row.auc
+                record.counts = row.counts
+            record.rows[t] = row_acc
+            if record.auc is not None:
+                record.auc[t] = row_auc
+            self.run_dir.append_log({"task": t, "event": "eval", "accuracy": row_acc})
+            done = t + 1
+            self._checkpoint(model, method, record, done, wall_before + time.time() - t0)
+            write_state("complete" if done == len(bench.tasks) else "running", done)
+            self.say(f"[{cfg.method}] after {spec.name} ({done}/{len(bench.tasks)}): "
+                     + " ".join(f"{a:.1f}" if math.isfinite(a) else "-" for a in row_acc))
+
+        return RunResult(self.run_dir, record, self._metrics(bench.protocol, record), bench.protocol)
+
+    # ---- pieces -----------------------------------------------------------------------------------------
+    def _steps(self, n_examples: int) -> int:
+        tcfg = self.train_cfg
+        if tcfg.iterations is not None:
+            return int(tcfg.iterations)
+        return int(tcfg.epochs or 1) * math.ceil(n_examples / tcfg.batch_size)
+
+    def _fixed_batches(self, dataset: Any, offset: int, max_batches: int | None) -> Iterator[Batch]:
+        loader = make_loader(dataset, self.train_cfg.batch_size, self.device, num_workers=self.train_cfg.num_workers)
+        for i, (images, labels) in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                return
+            yield Batch(images.to(self.device), (labels - offset).to(self.device))
+
+    def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
+                    steps: int, seed: int) -> None:
+        tcfg = self.train_cfg
+        params = [p for _, p in trainable_parameters(ctx.model)]
+        lr = task.spec.lr if task.spec.lr is not None else tcfg.lr
+        optimizer = torch.optim.AdamW(params, lr=lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps,
+                                      weight_decay=tcfg.weight_decay)
+        generator = torch.Generator().manual_seed(task_seed(seed, task.index))
+        loader = make_loader(dataset, tcfg.batch_size, self.device, shuffle=True, generator=generator,
+                             num_workers=tcfg.num_workers)
+        batches = cycle(loader)
+        scaler = ctx._scaler
+        self._started_training = True
+        bar = None
+        if not self.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, desc=f"{self.config.method} {task.spec.name}", leave=False, unit="it")
+        ctx.model.train()
+        for step in range(steps):
+            set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, steps))
+            images, labels = next(batches)
+            batch = Batch(images.to(self.device, non_blocking=True), (labels - offset).to(self.device, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            with ctx.autocast():
+                logs = method.training_step(batch, task, step)
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if tcfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            method.after_step(task, step)
+            if step % tcfg.log_every == 0 or step == steps - 1:
+                self.run_dir.append_log({"task": task.index, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                                         **logs})
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        ctx.model.eval()
+
+    def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float) -> None:
+        import io
+
+        from clbench.store import write_atomic
+
+        buf = io.BytesIO()
+        torch.save({"model": model.state_dict(), "method": method.state_dict(), "record": record.to_json(),
+                    "completed_tasks": done, "wall_time_s": wall}, buf)
+        write_atomic(self.run_dir.checkpoint_path, buf.getvalue())
+
+    @staticmethod
+    def _metrics(protocol: str, record: MatrixRecord) -> dict[str, float]:
+        if record.completed() < len(record.tasks):
+            return {}
+        return metric_fns.compute(protocol, record.array(), record.counts, record.auc_array())

@@ -1,0 +1,114 @@
+"""The method plugin API: a small class with a typed config that overrides a few hooks.
+
+The engine owns data, devices, precision, schedule, evaluation, checkpointing and logging. A method sees the
+model, the current task, a batch, and the services of :class:`clbench.context.MethodContext` (text heads,
+frozen snapshots, backward with the right precision, iterators over task/reference/synthetic data). It never
+opens files, builds DataLoaders or picks devices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from clbench.context import MethodContext
+    from clbench.benchmark import TaskSpec
+
+
+@dataclass
+class NoConfig:
+    """Config of a method without hyper-parameters of its own."""
+
+
+@dataclass
+class Batch:
+    """A training batch on the engine's device; ``labels`` index the current task's ``train_class_names``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """What a method knows of the task being trained."""
+
+    index: int  # 0-based position in the stream
+    spec: TaskSpec
+    num_tasks: int
+    steps: int  # optimizer steps this task will take
+    train_class_names: tuple[str, ...]  # the classes the training head covers (current task only)
+    seen_class_names: tuple[str, ...]  # every class seen so far, this task included
+
+    @property
+    def train_template(self) -> str:
+        """Training uses the first template (ZSCL convention)."""
+        return self.spec.templates[0]
+
+
+class Method:
+    """Base class: plain fine-tuning behaviour; subclasses override what their paper changes."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    Config: ClassVar[type] = NoConfig
+    trains: ClassVar[bool] = True  # False: the engine runs no training iterations (zero-shot)
+    services: ClassVar[tuple[str, ...]] = ()  # engine services to build for this method (clbench.services)
+
+    def __init__(self, config: Any, ctx: MethodContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    @property
+    def model(self) -> nn.Module:
+        return self.ctx.model
+
+    # ---- hooks -----------------------------------------------------------------------------------------
+    def before_run(self) -> None:
+        """Once, after the pretrained model is loaded and before the first task."""
+
+    def before_task(self, task: TaskState) -> None:
+        """Before the first training iteration of ``task``."""
+
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+        """One iteration: compute losses and call ``self.ctx.backward`` (possibly several times).
+
+        The engine zeroes gradients before and clips/steps the optimizer after. Returns scalars to log.
+        """
+        loss = self.task_loss(batch, task)
+        self.ctx.backward(loss)
+        return {"loss": float(loss.detach())}
+
+    def after_step(self, task: TaskState, step: int) -> None:
+        """After the optimizer step (weight averaging and similar)."""
+
+    def after_task(self, task: TaskState) -> None:
+        """After the last iteration of ``task``, before it is evaluated."""
+
+    def eval_model(self) -> nn.Module:
+        """The model the evaluator scores (e.g. an averaged copy)."""
+        return self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state for resume (tensors and plain values only: loaded with ``weights_only=True``)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+
+    # ---- shared pieces ---------------------------------------------------------------------------------
+    def task_logits(self, images: torch.Tensor, task: TaskState, model: nn.Module | None = None) -> torch.Tensor:
+        """s * f(x) g(P_t)^T with the (trainable) text encoder of ``model`` over the training prompts."""
+        model = self.model if model is None else model
+        text = self.ctx.text_features(model, task.train_class_names, (task.train_template,), grad=True)
+        image = F.normalize(model.encode_image(images), dim=-1)
+        return self.ctx.logit_scale(model) * image @ text.t()
+
+    def task_loss(self, batch: Batch, task: TaskState) -> torch.Tensor:
+        """Cross-entropy with label smoothing over the current task's classes."""
+        logits = self.task_logits(batch.images, task)
+        return F.cross_entropy(logits, batch.labels, label_smoothing=self.ctx.label_smoothing)

@@ -1,0 +1,118 @@
+"""Resolve configurations for (method, seed) pairs, run them through the engine, print a leaderboard."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from clbench.benchmark import BenchmarkDef
+from clbench.config import (
+    ModelConfig,
+    ResolvedConfig,
+    TrainConfig,
+    apply_overrides,
+    check_generic_method_keys,
+    check_sections,
+    load_yaml_file,
+    method_section,
+    parse_set,
+)
+from clbench.errors import UserError
+from clbench.registry import BENCHMARKS, METHODS
+
+
+def resolve(benchmark: str, method: str, seed: int, layers: list[dict[str, Any]],
+            model: str | None = None, pretrained: str | None = None) -> ResolvedConfig:
+    """One run's configuration: dataclass defaults, then each layer in order (benchmark YAML first)."""
+    bench_def: BenchmarkDef = BENCHMARKS.get(benchmark)
+    method_cls = METHODS.get(method)
+    options = bench_def.options()
+    model_cfg = ModelConfig()
+    train_cfg = TrainConfig()
+    for layer in layers:
+        bench_values = {k: v for k, v in (layer.get("benchmark") or {}).items() if k != "name"}
+        options = apply_overrides(options, "benchmark", bench_values)
+        model_cfg = apply_overrides(model_cfg, "model", layer.get("model") or {})
+        train_cfg = apply_overrides(train_cfg, "train", layer.get("train") or {})
+    method_values, method_train = method_section(layers, method, method_cls.Config)
+    method_cfg = apply_overrides(method_cls.Config(), method, method_values)
+    train_cfg = apply_overrides(train_cfg, "train", method_train)
+    if model is not None:
+        model_cfg = apply_overrides(model_cfg, "model", {"name": model})
+    if pretrained is not None:
+        model_cfg = apply_overrides(model_cfg, "model", {"pretrained": pretrained})
+    train_cfg.validate()
+    return ResolvedConfig(benchmark=benchmark, method=method, seed=seed, benchmark_options=options,
+                          model=model_cfg, train=train_cfg, method_config=method_cfg)
+
+
+def config_layers(benchmark: str, methods: list[str], config_file: str | None,
+                  overrides: list[str]) -> list[dict[str, Any]]:
+    bench_def: BenchmarkDef = BENCHMARKS.get(benchmark)
+    layers = [bench_def.defaults]
+    if config_file:
+        layer = load_yaml_file(config_file)
+        check_sections(layer, methods, config_file)
+        layers.append(layer)
+    if overrides:
+        layer = parse_set(overrides)
+        check_sections(layer, methods, "--set")
+        layers.append(layer)
+    check_generic_method_keys(layers[1:], {m: METHODS.get(m).Config for m in methods})
+    return layers
+
+
+def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | None, pretrained: str | None,
+             config_file: str | None, overrides: list[str], out: str, device: str, resume: bool, force: bool,
+             quiet: bool) -> int:
+    """Resolve every configuration first (so bad input fails before any work), then run them in turn."""
+    from clbench.engine import Engine
+
+    if not methods:
+        raise UserError("--methods is empty; give at least one method name (see clbench list methods)")
+    bench_def = BENCHMARKS.get(benchmark)
+    for m in methods:
+        METHODS.get(m)
+    layers = config_layers(benchmark, methods, config_file, overrides)
+    configs = [resolve(benchmark, m, s, layers, model, pretrained) for m in methods for s in seeds]
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    results = []
+    for cfg in configs:
+        engine = Engine(cfg, bench_def, METHODS.get(cfg.method), Path(out), device=device, quiet=quiet,
+                        progress=say)
+        say(f"== {cfg.method} on {benchmark}, seed {cfg.seed} -> {engine.run_dir.path}")
+        result = engine.run(resume=resume, force=force)
+        if result.skipped:
+            say(f"   already complete: {result.run_dir.path} (pass --force to run it again)")
+        results.append((cfg, result))
+    print(leaderboard(benchmark, results))
+    return 0
+
+
+def leaderboard(benchmark: str, results: list[tuple[ResolvedConfig, Any]]) -> str:
+    """Mean (± std over seeds) of each method's metrics, as a small Markdown table."""
+    import numpy as np
+
+    by_method: dict[str, list[dict[str, float]]] = {}
+    protocol = ""
+    for cfg, res in results:
+        by_method.setdefault(cfg.method, []).append(res.metrics)
+        protocol = res.protocol
+    names = [k for k in (results[0][1].metrics if results else {})]
+    lines = [f"{benchmark} ({protocol})", "| method | seeds | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for method, runs in by_method.items():
+        cells = []
+        for name in names:
+            vals = np.array([r.get(name, np.nan) for r in runs], dtype=float)
+            cell = f"{vals.mean():.1f}"
+            if len(vals) > 1:
+                cell += f" ± {vals.std(ddof=1):.1f}"
+            cells.append(cell)
+        lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
