@@ -56,6 +56,14 @@ class MethodContext:
         else:
             loss.backward(retain_graph=retain_graph)
 
+    def loss_scale(self) -> float:
+        """The factor ``backward`` multiplies losses by (fp16 loss scaling; 1.0 otherwise).
+
+        A method that adds an analytic gradient to ``.grad`` by hand (GIFT's AWC) multiplies it by this, so the
+        engine's unscale/step treats it like the gradients of scaled losses.
+        """
+        return float(self._scaler.get_scale()) if self._scaler is not None else 1.0
+
     # ---- model pieces -----------------------------------------------------------------------------------
     @staticmethod
     def logit_scale(model: nn.Module) -> torch.Tensor:

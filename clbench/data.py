@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ def make_loader(dataset: Dataset, batch_size: int, device: torch.device, shuffle
                 drop_last: bool = False) -> DataLoader:
     """A loader with pinned memory and persistent workers on CUDA (and none of that on CPU)."""
     cuda = device.type == "cuda"
+    num_workers = min(num_workers, os.cpu_count() or 1)
     return DataLoader(
         dataset,
         batch_size=batch_size,

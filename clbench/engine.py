@@ -151,6 +151,7 @@ class Engine:
         if len(train_stream) != len(bench.tasks) or len(test_stream) != len(bench.tasks):
             raise AssertionError("the Avalanche stream and the benchmark's task list disagree in length")
 
+        self.say(f"== {cfg.method} on {cfg.benchmark}, seed {cfg.seed} -> {self.run_dir.path}")
         autocast, scaler = precision_context(self.train_cfg.precision, self.device)
         ctx = MethodContext(model, loaded.tokenizer, self.device, self.train_cfg.label_smoothing,
                             autocast=autocast, scaler=scaler, initial_model=lambda: self._initial_model(loaded))

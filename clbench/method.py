@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from clbench.context import MethodContext
     from clbench.benchmark import TaskSpec
+    from clbench.context import MethodContext
 
 
 @dataclass

@@ -6,6 +6,7 @@ caches first and reported in one line, at once, instead of open_clip's ~30 s of 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,19 @@ def check_weights(name: str, pretrained: str | None) -> None:
     )
 
 
+def check_model(name: str, pretrained: str | None) -> None:
+    """Fail in one line, before any work, on an unknown model name or weights not on this machine."""
+    import open_clip
+
+    register_model_configs()
+    if name not in open_clip.list_models() and not name.startswith("hf-hub:"):
+        from clbench.registry import unknown_name_message
+
+        raise UserError(unknown_name_message("model", name, open_clip.list_models()).split("; valid")[0]
+                        + "; see open_clip.list_models() for the valid names")
+    check_weights(name, pretrained)
+
+
 def _split_hub(hub: str) -> tuple[str, str]:
     parts = hub.rstrip("/").split("/")
     repo = "/".join(parts[:2])
@@ -116,22 +130,28 @@ def _hf_home() -> str:
 
 def load_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
                download: bool = False) -> LoadedModel:
-    """Create an open_clip model, its tokenizer and transforms; frozen ``logit_scale`` (ZSCL/GIFT)."""
+    """Create an open_clip model, its tokenizer and transforms; frozen ``logit_scale`` (ZSCL/GIFT).
+
+    Training uses the evaluation transform too (resize + centre crop), as OpenAI's ``clip.load`` gives ZSCL and
+    GIFT a single preprocess; no random augmentation.
+    """
     import open_clip
 
-    register_model_configs()
-    if name not in open_clip.list_models() and not name.startswith("hf-hub:"):
-        from clbench.registry import unknown_name_message
-
-        raise UserError(unknown_name_message("model", name, open_clip.list_models()).split("; valid")[0]
-                        + "; see open_clip.list_models() for the valid names")
     if not download:
-        check_weights(name, pretrained)
+        check_model(name, pretrained)
+    else:
+        register_model_configs()
     if pretrained and Path(pretrained).expanduser().is_file():
         pretrained = str(Path(pretrained).expanduser())
-    model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained or None, device=device
-    )
+    quiet = logging.getLogger().level
+    if not pretrained:  # random init is intended (tests, pre-training): silence open_clip's warning
+        logging.getLogger().setLevel(logging.ERROR)
+    try:
+        model, _, preprocess_eval = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained or None, device=device
+        )
+    finally:
+        logging.getLogger().setLevel(quiet)
     tokenizer = open_clip.get_tokenizer(name)
     model.logit_scale.requires_grad_(False)
     visual = model.visual

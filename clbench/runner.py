@@ -76,6 +76,14 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
         METHODS.get(m)
     layers = config_layers(benchmark, methods, config_file, overrides)
     configs = [resolve(benchmark, m, s, layers, model, pretrained) for m in methods for s in seeds]
+    from clbench.datasets.requirements import preflight
+    from clbench.models import check_model
+
+    preflight(benchmark, configs[0].benchmark_options)
+
+    for name, tag in sorted({(c.model.name, c.model.pretrained) for c in configs if not c.model.download},
+                            key=str):
+        check_model(name, tag)
 
     def say(msg: str) -> None:
         if not quiet:
@@ -85,7 +93,6 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
     for cfg in configs:
         engine = Engine(cfg, bench_def, METHODS.get(cfg.method), Path(out), device=device, quiet=quiet,
                         progress=say)
-        say(f"== {cfg.method} on {benchmark}, seed {cfg.seed} -> {engine.run_dir.path}")
         result = engine.run(resume=resume, force=force)
         if result.skipped:
             say(f"   already complete: {result.run_dir.path} (pass --force to run it again)")

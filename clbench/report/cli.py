@@ -122,12 +122,9 @@ def _diff(args: argparse.Namespace, formats: list[str]) -> int:
         out.mkdir(parents=True, exist_ok=True)
         texts = {"md": to_markdown(table), "latex": to_latex(table), "csv": diff_csv(table)}
         if "html" in formats:
-            from clbench.report.figures import method_colors
-            from clbench.report.html import table_html
+            from clbench.report.html import diff_html
 
-            texts["html"] = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{table.title}'
-                             f"</title></head><body>{table_html(table, method_colors(r.method for r in table.rows))}"
-                             "</body></html>\n")
+            texts["html"] = diff_html(table)
         for fmt in formats:
             print(f"wrote {_write(out / f'diff.{_EXTENSIONS[fmt]}', texts[fmt])}")
     return 0
@@ -137,4 +134,5 @@ def _write(path: Path, text: str) -> Path:
     from clbench.store import write_atomic
 
     write_atomic(path, text)
+    path.chmod(0o644)  # a report is meant to be read and served; the atomic temp file starts out 0600
     return path

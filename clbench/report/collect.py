@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from clbench.errors import UserError
+from clbench.metrics import PROTOCOL_METRICS
 from clbench.store import RUN_FILE, SCHEMA_VERSION, MatrixRecord, RunDir, find_runs
 
 #: Output folder names the reporter writes below a results directory; never scanned for runs.
@@ -146,6 +147,8 @@ def read_run(run: RunDir) -> Run:
     if version > SCHEMA_VERSION:
         raise ValueError(f"written by a newer clbench (schema {version} > {SCHEMA_VERSION}); upgrade clbench")
     info, record = _upgrade(info, run)
+    if info["protocol"] not in PROTOCOL_METRICS:
+        raise ValueError(f"unknown protocol {info['protocol']!r} (this clbench knows {', '.join(PROTOCOL_METRICS)})")
     matrix = record.array()
     if matrix.shape != (len(record.tasks), len(record.tasks)):
         raise ValueError(f"matrix shape {matrix.shape} does not match {len(record.tasks)} tasks")

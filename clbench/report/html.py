@@ -36,6 +36,8 @@ th{background:#f9fafb;border-bottom:2px solid #d1d5db;text-align:center}
 td.num{text-align:right}td.head{text-align:left}
 tr.rule td{border-top:2px solid #d1d5db}
 tr.published td{color:#4b5563;background:#fbfbf4;font-style:italic}
+.leaderboard td.head:first-child{position:sticky;left:0;background:#fff;z-index:1}
+.leaderboard tr.published td.head:first-child{background:#fbfbf4}
 td.pending{color:#9ca3af;font-style:italic}td.delta{color:#374151}td.delta.neg{color:#b91c1c}
 td.delta.pos{color:#047857}
 .chip{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:middle}
@@ -139,6 +141,27 @@ def _figure_html(fig: FigureFile) -> str:
             f"<figcaption>{escape(fig.title)} (also <code>{escape(fig.svg.name)}</code>)</figcaption></figure>")
 
 
+def _first_seed_each(heatmaps: Sequence[FigureFile]) -> list[FigureFile]:
+    """One heatmap per method (its lowest seed): seeds look alike, and each image adds ~50 KB to the page."""
+    first: dict[str, FigureFile] = {}
+    for f in sorted(heatmaps, key=lambda f: (f.seed is None, f.seed)):
+        first.setdefault(f.method, f)
+    return [f for f in heatmaps if f in first.values()]
+
+
+def _page_start(title: str) -> list[str]:
+    return ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"]
+
+
+def diff_html(table: Table) -> str:
+    """The ``--diff`` table as a self-contained page."""
+    colors = method_colors(r.method for r in table.rows)
+    return "\n".join(_page_start(table.title) + [f"<header><h1>{escape(table.title)}</h1></header><main>",
+                                                 table_html(table, colors), "</main></body></html>"]) + "\n"
+
+
 def report_html(results: ResultSet, tables: Sequence[Table], figures: Sequence[FigureFile],
                 title: str = "clbench report") -> str:
     """The whole page: leaderboards, then figures per benchmark, then every run's metadata."""
@@ -146,9 +169,7 @@ def report_html(results: ResultSet, tables: Sequence[Table], figures: Sequence[F
 
     colors = method_colors(results.methods() + [r.method for t in tables for r in t.rows])
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+    parts = _page_start(title) + [
              f"<header><h1>{escape(title)}</h1>",
              f"<p>results: <code>{escape(str(results.root))}</code> · {len(results.runs)} runs · "
              f"{len(results.benchmarks())} benchmarks · {len(results.methods())} methods</p>",
@@ -168,9 +189,12 @@ def report_html(results: ResultSet, tables: Sequence[Table], figures: Sequence[F
         parts.append(f"<h3>{escape(bench)}</h3>")
         parts += [_figure_html(f) for f in mine if f.kind != "heatmap"]
         heat = [f for f in mine if f.kind == "heatmap"]
+        shown = _first_seed_each(heat)
         if heat:
-            parts.append(f"<details open><summary>Accuracy matrices ({len(heat)} runs)</summary>"
-                         '<div class="heatmaps">' + "".join(_figure_html(f) for f in heat) + "</div></details>")
+            more = (f" (lowest seed per method shown; all {len(heat)} runs in <code>figures/</code>)"
+                    if len(shown) < len(heat) else "")
+            parts.append(f"<details open><summary>Accuracy matrices{more}</summary>"
+                         '<div class="heatmaps">' + "".join(_figure_html(f) for f in shown) + "</div></details>")
     parts.append('</section><section id="runs"><h2>Runs</h2>')
     parts.append(_run_rows(results.runs))
     if results.notes:

@@ -156,9 +156,10 @@ def to_csv(results: ResultSet, published: Sequence[PublishedRow] = ()) -> str:
                     "published": "" if paper is None else paper,
                     "delta": "" if paper is None or s.mean is None else repr(s.mean - paper),
                 })
+        tasks = results.tasks(bench)
         for p in (p for p in published if p.benchmark == bench):
             entries = [(m, OVERALL, v) for m, v in p.values.items()]
-            entries += [(m, t, v) for m, per in p.per_task.items() for t, v in per.items()]
+            entries += [(m, t, p.value(m, t)) for m in p.per_task for t in tasks]  # our task names
             for metric, task, value in entries:
                 if value is None:
                     continue

@@ -16,8 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clbench.report.collect import ResultSet, Run
 from clbench.metrics import PROTOCOL_METRICS
+from clbench.report.collect import ResultSet, Run
 from clbench.report.published import QUALITY, PublishedRow, reference_row
 from clbench.report.summary import LOWER_IS_BETTER, OVERALL, STD_DDOF, Stat, aggregate
 
@@ -309,8 +309,7 @@ def leaderboards(results: ResultSet, published: Sequence[PublishedRow] = ()) -> 
 
 def diff_table(a: ResultSet, b: ResultSet, label_a: str = "A", label_b: str = "B") -> Table:
     """Metric by metric, every (benchmark, method) present in either result set: A, B and Δ = B − A."""
-    columns = [Column("a", label_a), Column("b", label_b), Column("delta", f"Δ ({label_b} − {label_a})",
-                                                                   kind="delta")]
+    columns = [Column("a", "A"), Column("b", "B"), Column("delta", "Δ (B − A)", kind="delta")]
     table = Table(id="diff", title=f"Diff: {label_a} → {label_b}", protocol="", benchmarks=[],
                   row_header=["Benchmark", "Method", "Metric"], columns=columns)
     pairs = sorted({(r.benchmark, r.method) for r in a.runs + b.runs},
@@ -333,6 +332,7 @@ def diff_table(a: ResultSet, b: ResultSet, label_a: str = "A", label_b: str = "B
             table.rows.append(Row(head=[bench, method, METRIC_LABELS.get(metric, metric)], method=method,
                                   source="ours", cells=cells, metric=metric,
                                   seeds=max(len(runs_a), len(runs_b)), rule_before=i == 0 and bool(table.rows)))
-    table.notes = [f"Mean ± sample standard deviation (ddof={STD_DDOF}) over seeds; Δ compares the means.",
+    table.notes = [f"A = {label_a}; B = {label_b}.",
+                   f"Mean ± sample standard deviation (ddof={STD_DDOF}) over seeds; Δ compares the means.",
                    "Higher is better except Forgetting."]
     return table

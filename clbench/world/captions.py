@@ -21,7 +21,6 @@ from clbench.world.attributes import (
     PLURAL_SHAPES,
     POSITION_PHRASES,
     SHAPES,
-    SIZES,
     Scene,
 )
 
@@ -75,7 +74,10 @@ def noun_phrase(scene: Scene, mention: Collection[str], generic: int = 0, determ
 def caption(scene: Scene, mention: Collection[str] = ATTRIBUTES, wrapper: int = 0, generic: int = 0,
             determiner: int = 0) -> str:
     """A caption of ``scene`` that mentions exactly the attributes in ``mention``."""
-    return WRAPPERS[wrapper % len(WRAPPERS)].format(noun_phrase(scene, mention, generic, determiner))
+    form = WRAPPERS[wrapper % len(WRAPPERS)]
+    if scene.count > 1:
+        form = form.replace("there is", "there are")
+    return form.format(noun_phrase(scene, mention, generic, determiner))
 
 
 def mentioned(scene: Scene, mention: Collection[str]) -> dict[str, Any]:
@@ -119,6 +121,15 @@ def parse(text: str) -> dict[str, Any]:
 
     Word-based, so it reads class-name prompts ("a photo of the letter B") as well as generated captions.
     """
+    return _parse(text)[0]
+
+
+def is_plural(text: str) -> bool | None:
+    """Whether the text's noun is plural ("red circles": more than one, number unsaid); None without a noun."""
+    return _parse(text)[1]
+
+
+def _parse(text: str) -> tuple[dict[str, Any], bool | None]:
     lower = text.lower()
     out: dict[str, Any] = {}
     plural: bool | None = None
@@ -146,4 +157,4 @@ def parse(text: str) -> dict[str, Any]:
         out["count"] = 1
     if m := _POSITION_RE.search(lower):
         out["position"] = _POSITION_FORMS[m.group(1)]
-    return out
+    return out, plural

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -25,8 +25,8 @@ from clbench.world.attributes import (
     OBJECTS,
     POSITION_ANCHORS,
     POSITIONS,
-    SIZE_FRACTIONS,
     SHAPES,
+    SIZE_FRACTIONS,
     Scene,
     SceneBatch,
 )
@@ -34,7 +34,7 @@ from clbench.world.attributes import (
 DEFAULT_IMAGE_SIZE = 32
 _SUPERSAMPLE = 4
 _CHUNK = 2048  # images per vectorised pass (bounds the temporary arrays)
-_QUADRANTS = np.array([(0.27, 0.27), (0.27, 0.73), (0.73, 0.27), (0.73, 0.73)])
+_QUADRANTS = np.array([(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)])
 _PERMUTATIONS = np.array(list(itertools.permutations(range(4))), dtype=np.int64)  # quadrant orders
 _COLOUR_TABLE = np.array(list(COLOURS.values()), dtype=np.float32)
 _BACKGROUND_TABLE = np.array([v if v is not None else (120, 120, 120) for v in BACKGROUNDS.values()],
@@ -98,10 +98,13 @@ def _object_mask(name: str, side: int) -> Image.Image:
     return _glyph_mask(name.split(" ", 1)[1], side)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _glyph_source(char: str) -> Image.Image:
     """The glyph drawn once, large, with PIL's bundled default font, cropped to its ink."""
-    font = ImageFont.load_default(size=96) if hasattr(ImageFont, "FreeTypeFont") else ImageFont.load_default()
+    try:
+        font = ImageFont.load_default(size=96)  # Pillow >= 10.1: the bundled Aileron (bitmap without FreeType)
+    except TypeError:
+        font = ImageFont.load_default()  # Pillow 10.0: the bitmap font; glyphs are rescaled to the box anyway
     canvas = Image.new("L", (160, 160), 0)
     ImageDraw.Draw(canvas).text((30, 10), char, fill=255, font=font)
     box = canvas.getbbox()
@@ -146,20 +149,32 @@ def _downsample(mask: np.ndarray) -> np.ndarray:
     return mask.reshape(s, _SUPERSAMPLE, s, _SUPERSAMPLE).mean(axis=(1, 3)).astype(np.float32)
 
 
-def _alpha(obj: str, fill: str, side: int, image_size: int) -> np.ndarray:
-    """Anti-aliased alpha of one (object, fill) at ``side`` output pixels."""
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square-kernel erosion, separably (PIL's MinFilter is quadratic in the kernel: seconds per bank)."""
+    out = mask
+    for axis in (0, 1):
+        padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        n = out.shape[axis]
+        out = np.min([np.take(padded, np.arange(k, k + n), axis=axis) for k in range(2 * radius + 1)], axis=0)
+    return out
+
+
+def _alphas(obj: str, side: int, image_size: int) -> list[np.ndarray]:
+    """Anti-aliased alpha of ``obj`` at ``side`` output pixels for every fill, in :data:`FILLS` order."""
     hi = side * _SUPERSAMPLE
-    base = _object_mask(obj, hi)
-    solid = np.asarray(base, dtype=np.float32) / 255.0
-    if fill == "solid":
-        return _downsample(solid)
-    thickness = max(1.0, image_size / 20) * _SUPERSAMPLE
-    eroded = base.filter(ImageFilter.MinFilter(2 * round(thickness) + 1))
-    outline = np.clip(solid - np.asarray(eroded, dtype=np.float32) / 255.0, 0.0, 1.0)
-    if fill == "outlined":
-        return _downsample(outline)
-    pattern = _fill_pattern(fill, hi, image_size).astype(np.float32)
-    return _downsample(np.maximum(outline, solid * pattern))
+    solid = np.asarray(_object_mask(obj, hi), dtype=np.float32) / 255.0
+    thickness = round(max(1.0, image_size / 20) * _SUPERSAMPLE)
+    outline = np.clip(solid - _erode(solid, thickness), 0.0, 1.0)
+    out = []
+    for fill in FILLS:
+        if fill == "solid":
+            out.append(_downsample(solid))
+        elif fill == "outlined":
+            out.append(_downsample(outline))
+        else:
+            pattern = _fill_pattern(fill, hi, image_size).astype(np.float32)
+            out.append(_downsample(np.maximum(outline, solid * pattern)))
+    return out
 
 
 class Renderer:
@@ -176,7 +191,7 @@ class Renderer:
         rng = np.random.default_rng(20240601)
         count = int(np.clip(2**21 // (image_size * image_size * 3), 8, 256))
         self._noise = (5.0 * rng.standard_normal((count, 3, image_size * image_size))).astype(np.float32)
-        self._grain = (32.0 * rng.standard_normal((count, image_size * image_size))).astype(np.float32)
+        self._grain = (24.0 * rng.standard_normal((count, image_size * image_size))).astype(np.float32)
 
     def _build_bank(self) -> None:
         """Bank[k] = alpha of (object, size, fill) centred in a box, with a zero border for out-of-box reads."""
@@ -184,10 +199,9 @@ class Renderer:
         bank = np.zeros((len(OBJECTS) * len(self.sides) * len(FILLS), m + 2, m + 2), dtype=np.float32)
         for o, obj in enumerate(OBJECTS):
             for s, side in enumerate(self.sides):
-                for f, fill in enumerate(FILLS):
-                    off = 1 + (m - side) // 2
-                    bank[self._bank_index(o, s, f)][off:off + side, off:off + side] = _alpha(
-                        obj, fill, side, self.image_size)
+                off = 1 + (m - side) // 2
+                for f, alpha in enumerate(_alphas(obj, side, self.image_size)):
+                    bank[self._bank_index(o, s, f)][off:off + side, off:off + side] = alpha
         self.bank = bank
         self._flat_bank = bank.reshape(-1)
 
@@ -223,10 +237,13 @@ class Renderer:
             if not len(rows):
                 break
             r_seeds = seeds[rows]
-            centre = np.where(many[rows, None], _QUADRANTS[order[rows, slot]], anchors[rows]) * s
-            centre += np.stack([seeding.uniform(r_seeds, f"jitter.{slot}.{a}") for a in "yx"], axis=1) \
-                * (2 * jitter) - jitter
+            crowd = many[rows, None]
+            centre = np.where(crowd, _QUADRANTS[order[rows, slot]], anchors[rows]) * s
             h = half[rows, None]
+            # Several objects keep inside their quadrant, so they never touch: jitter only within its slack.
+            reach = np.where(crowd, np.clip(s / 4 - h, 0, jitter), jitter)
+            centre += (np.stack([seeding.uniform(r_seeds, f"jitter.{slot}.{a}") for a in "yx"], axis=1) * 2 - 1) \
+                * reach
             top = np.round(np.clip(centre, h, s - h) - self.box / 2).astype(np.int64)  # bank box top-left
             iy = np.clip(ar[None, :] - top[:, :1] + 1, 0, m2 - 1)
             ix = np.clip(ar[None, :] - top[:, 1:] + 1, 0, m2 - 1)

@@ -1,0 +1,50 @@
+"""Every baseline runs end to end through the engine: 2 smoke tasks x 3 iterations, logs its own loss terms."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clbench.benchmark import BenchmarkDef
+from clbench.engine import Engine
+from clbench.registry import METHODS
+from clbench.runner import resolve
+
+# method -> (config overrides, loss terms its training log must show)
+CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
+    "lwf": ({}, {"ce", "distill_image", "distill_text"}),
+    "lwf_vr": ({"num_sentences": 20}, {"ce", "distill_image", "distill_text"}),
+    "icarl": ({"memory_size": 30, "replay_batch_size": 8}, {"ce", "replay", "distill_image", "distill_text"}),
+    "wise_ft": ({}, set()),
+    "l2": ({}, {"ce", "l2"}),
+    "ewc": ({"fisher_batches": 2}, {"ce", "ewc"}),
+    "zscl": ({"avg_freq": 2, "ref_batch_size": 5}, {"ce", "zscl_image", "zscl_text", "l2"}),
+}
+
+
+def run_method(method: str, bench: BenchmarkDef, out: Path, overrides: dict[str, Any]) -> Path:
+    layers = [bench.defaults, {"train": {"iterations": 3, "warmup": 1, "eval_initial": False, "log_every": 1},
+                               method: overrides}]
+    cfg = resolve("smoke", method, 0, layers)
+    result = Engine(cfg, bench, METHODS.get(method), out, device="cpu", quiet=True).run()
+    assert all(math.isfinite(v) for v in result.record.array().ravel()), result.record.rows
+    assert set(result.metrics) >= {"transfer", "avg", "last"}
+    return result.run_dir.path
+
+
+@pytest.mark.parametrize("method", sorted(CASES))
+def test_method_runs_two_tasks(method: str, smoke_two_tasks: BenchmarkDef, reference_files: tuple[Path, Path],
+                               tmp_path: Path) -> None:
+    overrides, terms = CASES[method]
+    if method == "zscl":
+        overrides = {**overrides, "ref_images": str(reference_files[0]), "ref_texts": str(reference_files[1])}
+    run_dir = run_method(method, smoke_two_tasks, tmp_path, overrides)
+    steps = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if "step" in s]
+    logged = set().union(*(s.keys() for s in steps if s["task"] == 1))  # task 2 has a teacher / memory / Fisher
+    assert terms <= logged, (terms, logged)
+    assert all(math.isfinite(s["loss"]) for s in steps)

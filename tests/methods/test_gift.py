@@ -1,0 +1,286 @@
+"""GIFT: each loss term against hand-computed values, and one full step against a plain autograd version."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clbench.benchmark import Benchmark, BenchmarkDef, TaskSpec
+from clbench.context import MethodContext
+from clbench.engine import Engine
+from clbench.method import Batch, TaskState
+from clbench.methods.gift import (
+    FISHER_FLOOR,
+    Gift,
+    GiftConfig,
+    alignment_targets,
+    awc_terms,
+    contrastive_distillation,
+    feature_mse,
+    fisher_diagonal,
+    image_text_alignment,
+)
+from clbench.models import LoadedModel, load_model
+from clbench.registry import BENCHMARKS, METHODS
+from clbench.runner import resolve
+from clbench.synthetic_data import SyntheticData, SyntheticTask
+
+
+def softmax(row: list[float]) -> list[float]:
+    e = [math.exp(v) for v in row]
+    return [v / sum(e) for v in e]
+
+
+def soft_ce(logits: list[list[float]], targets: list[list[float]]) -> float:
+    """Mean over rows of -sum_j t_j log softmax(z)_j, by hand."""
+    return sum(-sum(t * math.log(p) for t, p in zip(tr, softmax(zr), strict=True))
+               for zr, tr in zip(logits, targets, strict=True)) / len(logits)
+
+
+def transpose(m: list[list[float]]) -> list[list[float]]:
+    return [list(c) for c in zip(*m, strict=True)]
+
+
+S = [[1.0, -0.5, 0.2], [0.3, 2.0, -1.0], [0.0, 0.4, 1.5]]
+TCH = [[2.0, 0.0, -1.0], [0.5, 1.0, 0.0], [-0.3, 0.2, 0.8]]
+
+
+def test_contrastive_distillation_by_hand() -> None:
+    t = 2.0
+    scaled = [[v / t for v in r] for r in S]
+    want = (soft_ce(scaled, [softmax([v / t for v in r]) for r in TCH])
+            + soft_ce(transpose(scaled), [softmax([v / t for v in r]) for r in transpose(TCH)])) * t * t
+    got = contrastive_distillation(torch.tensor(S), torch.tensor(TCH), temperature=t)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_reverse_kl_by_hand() -> None:
+    t = 2.0
+
+    def kl(a: list[list[float]], b: list[list[float]]) -> float:  # mean_i KL(softmax(a_i/t) || softmax(b_i/t))
+        total = 0.0
+        for ra, rb in zip(a, b, strict=True):
+            q, p = softmax([v / t for v in ra]), softmax([v / t for v in rb])
+            total += sum(qi * math.log(qi / pi) for qi, pi in zip(q, p, strict=True))
+        return total / len(a)
+
+    want = (kl(S, TCH) + kl(transpose(S), transpose(TCH))) * t * t
+    got = contrastive_distillation(torch.tensor(S), torch.tensor(TCH), temperature=t, reverse_kl=True)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_feature_mse_by_hand() -> None:
+    a, b = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 0.0], [0.0, 3.0]])
+    # a - b = [[1, 0], [0, -2]]: mean of squares (1 + 4) / 4 for the image features, the same for the text
+    assert feature_mse(a, b, b, a).item() == pytest.approx(2 * (1 + 4) / 4)
+
+
+def test_alignment_targets_share_duplicate_prompts() -> None:
+    y = alignment_targets(torch.tensor([0, 1, 0, 2, 0]))
+    third = 1 / 3
+    want = [[third, 0, third, 0, third], [0, 1, 0, 0, 0], [third, 0, third, 0, third], [0, 0, 0, 1, 0],
+            [third, 0, third, 0, third]]
+    assert torch.allclose(y, torch.tensor(want))
+    assert torch.allclose(y, y.t()) and torch.allclose(y.sum(1), torch.ones(5))
+
+
+def test_image_text_alignment_by_hand() -> None:
+    ids = torch.tensor([0, 1, 0])
+    eps, c = 0.2, 3
+    y = [[0.5, 0, 0.5], [0, 1, 0], [0.5, 0, 0.5]]
+    smooth = [[(1 - eps) * v + eps / c for v in row] for row in y]
+    want = soft_ce(S, smooth) + soft_ce(transpose(S), smooth)
+    got = image_text_alignment(torch.tensor(S), alignment_targets(ids), label_smoothing=eps)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+
+
+def test_fisher_normalisation() -> None:
+    g = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    like = [torch.zeros(2, 2), torch.zeros(3), torch.zeros(4)]
+    fisher = fisher_diagonal([g, None, torch.zeros(4)], like)
+    assert torch.allclose(fisher[0], torch.tensor([[1.0, 4.0], [0.0, 9.0]]) / 3.5)
+    assert fisher[0].mean().item() == pytest.approx(1.0)
+    assert torch.equal(fisher[1], torch.full((3,), FISHER_FLOOR))  # no gradient
+    assert torch.equal(fisher[2], torch.full((4,), FISHER_FLOOR))  # an all-zero gradient (the code: NaN)
+
+
+def test_awc_terms_match_autograd() -> None:
+    torch.manual_seed(0)
+    params = [torch.randn(3, 2, requires_grad=True), torch.randn(4, requires_grad=True)]
+    anchors = [torch.randn(3, 2), torch.randn(4)]
+    fisher = [torch.rand(3, 2), torch.rand(4)]
+    value, grads = awc_terms(fisher, params, anchors, weight=0.7)
+    penalty = 0.7 * sum((f * (p - a) ** 2).sum() for f, p, a in zip(fisher, params, anchors, strict=True))
+    penalty.backward()
+    assert value.item() == pytest.approx(penalty.item(), rel=1e-6)
+    for p, g in zip(params, grads, strict=True):
+        assert torch.allclose(p.grad, g, atol=1e-7)
+    l2, l2_grads = awc_terms(None, params, anchors, weight=1.0)  # awc off: plain L2
+    assert l2.item() == pytest.approx(sum(((p - a) ** 2).sum().item() for p, a in zip(params, anchors, strict=True)))
+
+
+# ---- one full step on the tiny model ----------------------------------------------------------------------
+PROMPTS = ["a photo of a cat.", "a photo of a dog.", "a photo of a cat.", "a red circle", "a photo of a dog.",
+           "two blue squares"]
+CLASSES = ("red", "green", "blue")
+TEMPLATE = "a photo of {}."
+
+
+def synthetic_set(seed: int = 1) -> SyntheticTask:
+    g = torch.Generator().manual_seed(seed)
+    return SyntheticTask(torch.randn(len(PROMPTS), 3, 32, 32, generator=g), PROMPTS)
+
+
+def task_state() -> TaskState:
+    spec = TaskSpec("alpha", CLASSES, (TEMPLATE,))
+    return TaskState(index=0, spec=spec, num_tasks=1, steps=5, train_class_names=CLASSES, seen_class_names=CLASSES)
+
+
+def reference_step(model: torch.nn.Module, teacher: torch.nn.Module, tokenizer, batch: Batch,  # noqa: ANN001
+                   images: torch.Tensor, prompts: list[str], prompt_ids: torch.Tensor) -> None:
+    """L_task + L_CD + 0.25 L_ITA + L_AWC in one autograd graph, F from autograd.grad of L_CD + 0.25 L_ITA."""
+    s = model.logit_scale.detach().exp()
+    params = [p for n, p in model.named_parameters() if n != "logit_scale"]
+    anchors = [p for n, p in teacher.named_parameters() if n != "logit_scale"]
+    head = F.normalize(model.encode_text(tokenizer([TEMPLATE.format(c) for c in CLASSES])), dim=-1)
+    ce = F.cross_entropy(s * F.normalize(model.encode_image(batch.images), dim=-1) @ head.t(), batch.labels,
+                         label_smoothing=0.2)
+    student = s * F.normalize(model.encode_image(images), dim=-1) @ F.normalize(
+        model.encode_text(tokenizer(prompts)), dim=-1).t()
+    with torch.no_grad():
+        teach = s * F.normalize(teacher.encode_image(images), dim=-1) @ F.normalize(
+            teacher.encode_text(tokenizer(prompts)), dim=-1).t()
+    t = 2.0
+    cd = (F.cross_entropy(student / t, F.softmax(teach / t, dim=1)) * t * t
+          + F.cross_entropy(student.t() / t, F.softmax(teach.t() / t, dim=1)) * t * t)
+    same = (prompt_ids.view(-1, 1) == prompt_ids.view(1, -1)).float()
+    y = same / same.sum(1, keepdim=True)
+    ita = F.cross_entropy(student, y, label_smoothing=0.2) + F.cross_entropy(student.t(), y, label_smoothing=0.2)
+    grads = torch.autograd.grad(cd + 0.25 * ita, params, retain_graph=True, allow_unused=True)
+    fisher = [torch.full_like(p, 1e-6) if g is None else (g**2 / (g**2).mean()).detach()
+              for g, p in zip(grads, params, strict=True)]
+    awc = sum((f * (p - a.detach()) ** 2).sum() for f, p, a in zip(fisher, params, anchors, strict=True))
+    (ce + cd + 0.25 * ita + awc).backward()
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    torch.manual_seed(0)
+    return load_model("clbench-tiny", None)
+
+
+def fresh(tiny: LoadedModel) -> LoadedModel:
+    return dataclasses.replace(tiny, model=copy.deepcopy(tiny.model))
+
+
+def test_full_step_equals_plain_autograd(tiny: LoadedModel) -> None:
+    """Two engine-style steps (zero_grad, training_step, AdamW step) against the one-graph version.
+
+    AdamW's eps is raised to 1e-3: gradients that are zero in exact arithmetic (the attention key bias) come
+    out as ~1e-7 noise, which AdamW with eps=1e-8 would turn into a full ±lr step in either implementation.
+    """
+    loaded = fresh(tiny)
+    torch.manual_seed(0)
+    model = loaded.model
+    ctx = MethodContext(model, loaded.tokenizer, torch.device("cpu"), label_smoothing=0.2)
+    ctx.services["synthetic_data"] = SyntheticData.from_tasks([synthetic_set()], batch_size=4, seed=3)
+    method = Gift(GiftConfig(), ctx)
+    method.before_run()
+    task = task_state()
+    method.before_task(task)
+    teacher = copy.deepcopy(model).requires_grad_(False)  # = θ_{t-1} and the teacher
+    with torch.no_grad():  # move away from the anchor so that AWC and CD are not zero
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn_like(p))
+    reference = copy.deepcopy(model)
+    mirror = SyntheticData.from_tasks([synthetic_set()], batch_size=4, seed=3).batches(0)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, eps=1e-3, weight_decay=0.0)
+    ref_opt = torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=1e-3, eps=1e-3,
+                                weight_decay=0.0)
+    g = torch.Generator().manual_seed(5)
+    for step in range(2):
+        batch = Batch(torch.randn(5, 3, 32, 32, generator=g), torch.tensor([0, 1, 2, 0, 1]))
+        opt.zero_grad(set_to_none=True)
+        logs = method.training_step(batch, task, step)
+        opt.step()
+        syn = next(mirror)
+        ref_opt.zero_grad(set_to_none=True)
+        reference_step(reference, teacher, loaded.tokenizer, batch, syn.images, list(syn.prompts), syn.prompt_ids)
+        for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+            assert (p.grad is None) == (q.grad is None)
+            if p.grad is not None:
+                assert (p.grad - q.grad).abs().max() <= 1e-5 * q.grad.abs().max() + 1e-6
+        ref_opt.step()
+        assert logs["awc"] > 0 and logs["cd"] > 0 and logs["ita"] > 0
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6, rtol=0), name
+
+
+def test_static_awc_running_mean_then_frozen(tiny: LoadedModel) -> None:
+    loaded = fresh(tiny)
+    ctx = MethodContext(loaded.model, loaded.tokenizer, torch.device("cpu"), label_smoothing=0.2)
+    ctx.services["synthetic_data"] = SyntheticData.from_tasks([synthetic_set()], batch_size=3, seed=0)
+    method = Gift(GiftConfig(static_awc=2), ctx)
+    method.before_run()
+    method.before_task(task_state())
+    seen = []
+    for step in range(4):
+        for p in method.params:
+            p.grad = torch.randn_like(p)
+        new = fisher_diagonal([p.grad for p in method.params], method.params)
+        seen.append(new)
+        used = method.importance(step)
+        if step < 2:
+            want = [sum(f[i] for f in seen) / len(seen) for i in range(len(new))]
+            assert all(torch.allclose(u, w, atol=1e-6) for u, w in zip(used, want, strict=True))
+    mean = [(a + b) / 2 for a, b in zip(seen[0], seen[1], strict=True)]
+    assert all(torch.allclose(u, w, atol=1e-6) for u, w in zip(used, mean, strict=True))  # frozen after K
+
+
+def test_image_only_distils_through_the_image_tower(tiny: LoadedModel) -> None:
+    loaded = fresh(tiny)
+    ctx = MethodContext(loaded.model, loaded.tokenizer, torch.device("cpu"), label_smoothing=0.2)
+    ctx.services["synthetic_data"] = SyntheticData.from_tasks([synthetic_set()], batch_size=6, seed=0)
+    method = Gift(GiftConfig(image_only=True), ctx)
+    method.before_run()
+    method.before_task(task_state())
+    cd, ita = method.synthetic_losses(next(method.batches))
+    (cd + ita).backward()
+    grads = {n: p.grad for n, p in loaded.model.named_parameters()}
+    assert grads["visual.conv1.weight"] is not None and grads["token_embedding.weight"] is None
+
+
+# ---- through the engine -----------------------------------------------------------------------------------
+@pytest.fixture()
+def smoke_with_synthetic() -> BenchmarkDef:
+    """Two smoke tasks whose benchmark offers an in-memory synthetic_data service."""
+    smoke: BenchmarkDef = BENCHMARKS.get("smoke")
+
+    def service(request) -> SyntheticData:  # noqa: ANN001
+        return SyntheticData.from_tasks([synthetic_set(1), synthetic_set(2)], request.batch_size, request.seed)
+
+    def build(options, transforms) -> Benchmark:  # noqa: ANN001
+        full = smoke.build(options, transforms)
+        return Benchmark(name=full.name, protocol=full.protocol, tasks=full.tasks[:2],
+                         train_datasets=full.train_datasets[:2], test_datasets=full.test_datasets[:2],
+                         info={"services": {"synthetic_data": service}})
+
+    return dataclasses.replace(smoke, build=build)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"awc": False, "static_awc": 0, "reverse_kl": True},
+                                       {"feature_mse": True, "text_only": True, "static_awc": 2}])
+def test_gift_runs_through_the_engine(smoke_with_synthetic: BenchmarkDef, tmp_path: Path, overrides: dict) -> None:
+    layers = [smoke_with_synthetic.defaults,
+              {"train": {"iterations": 3, "warmup": 1, "eval_initial": False, "log_every": 1}, "gift": overrides}]
+    cfg = resolve("smoke", "gift", 0, layers)
+    result = Engine(cfg, smoke_with_synthetic, METHODS.get("gift"), tmp_path, device="cpu", quiet=True).run()
+    assert set(result.metrics) >= {"transfer", "avg", "last"}
+    assert all(math.isfinite(v) for v in result.record.array().ravel())
