@@ -104,13 +104,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key or "." not in key:
+        section, _, rest = key.partition(".")
+        if not sep or not section or not rest:
             raise UserError(f"--set expects section.key=value (e.g. train.lr=1e-4), got {item!r}")
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
-        section, _, rest = key.partition(".")
         out.setdefault(section, {})
         if not isinstance(out[section], dict):
             raise UserError(f"--set {item!r} conflicts with another --set for {section}")

@@ -84,7 +84,8 @@ class MethodContext:
         if grad:
             return encode_texts(model, self.tokenizer, texts, self.device)
         with torch.inference_mode():
-            return encode_texts(model, self.tokenizer, texts, self.device).float().clone()
+            feats = encode_texts(model, self.tokenizer, texts, self.device).float()
+        return feats.clone()  # outside inference mode: a normal tensor that autograd and in-place ops accept
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self.device)

@@ -84,8 +84,10 @@ class Engine:
 
     def __init__(self, config: ResolvedConfig, bench_def: BenchmarkDef, method_cls: type[Method], out: Path,
                  device: str = "auto", quiet: bool = False,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 benchmark_cache: dict[tuple[str, str, str], Benchmark] | None = None) -> None:
         self.config = config
+        self._bench_cache = benchmark_cache if benchmark_cache is not None else {}
         self.bench_def = bench_def
         self.method_cls = method_cls
         self.device = resolve_device(device)
@@ -145,7 +147,7 @@ class Engine:
             torch.use_deterministic_algorithms(True, warn_only=True)
         loaded = load_model(cfg.model.name, cfg.model.pretrained, self.device, cfg.model.download)
         model = loaded.model.to(self.device)
-        bench: Benchmark = self.bench_def.build(cfg.benchmark_options, loaded.transforms)
+        bench = self._benchmark(loaded)
         scenario = bench.stream()
         train_stream, test_stream = list(scenario.train_stream), list(scenario.test_stream)
         if len(train_stream) != len(bench.tasks) or len(test_stream) != len(bench.tasks):
@@ -158,7 +160,8 @@ class Engine:
         for name in self.method_cls.services:
             ctx.services[name] = provide(ServiceRequest(
                 name=name, method=cfg.method, method_config=cfg.method_config, benchmark=bench,
-                transforms=loaded.transforms, device=self.device, seed=cfg.seed, batch_size=self.train_cfg.batch_size))
+                transforms=loaded.transforms, device=self.device, seed=cfg.seed, batch_size=self.train_cfg.batch_size,
+                quiet=self.quiet))
         method = self.method_cls(cfg.method_config, ctx)
         method.before_run()
 
@@ -244,6 +247,13 @@ class Engine:
         return RunResult(self.run_dir, record, self._metrics(bench.protocol, record), bench.protocol)
 
     # ---- pieces -----------------------------------------------------------------------------------------
+    def _benchmark(self, loaded: LoadedModel) -> Benchmark:
+        """Build the benchmark once per (options, model) and share it across the runs of one command."""
+        key = (self.config.benchmark, repr(self.config.benchmark_options), self.config.model.name)
+        if key not in self._bench_cache:
+            self._bench_cache[key] = self.bench_def.build(self.config.benchmark_options, loaded.transforms)
+        return self._bench_cache[key]
+
     def _steps(self, n_examples: int) -> int:
         tcfg = self.train_cfg
         if tcfg.iterations is not None:

@@ -102,10 +102,20 @@ def check_weights(name: str, pretrained: str | None) -> None:
     )
 
 
+def resolve_pretrained(pretrained: str | None) -> str | None:
+    """``bundled:world`` -> the path of the weights shipped in the package; anything else unchanged."""
+    if pretrained == "bundled:world":
+        from clbench.world import bundled_weights_path
+
+        return str(bundled_weights_path())
+    return pretrained
+
+
 def check_model(name: str, pretrained: str | None) -> None:
     """Fail in one line, before any work, on an unknown model name or weights not on this machine."""
     import open_clip
 
+    pretrained = resolve_pretrained(pretrained)
     register_model_configs()
     if name not in open_clip.list_models() and not name.startswith("hf-hub:"):
         from clbench.registry import unknown_name_message
@@ -137,6 +147,7 @@ def load_model(name: str, pretrained: str | None = None, device: str | torch.dev
     """
     import open_clip
 
+    pretrained = resolve_pretrained(pretrained)
     if not download:
         check_model(name, pretrained)
     else:

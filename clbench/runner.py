@@ -90,9 +90,10 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
             print(msg, file=sys.stderr, flush=True)
 
     results = []
+    benchmarks: dict = {}  # datasets are built once and shared by every run of this command
     for cfg in configs:
         engine = Engine(cfg, bench_def, METHODS.get(cfg.method), Path(out), device=device, quiet=quiet,
-                        progress=say)
+                        progress=say, benchmark_cache=benchmarks)
         result = engine.run(resume=resume, force=force)
         if result.skipped:
             say(f"   already complete: {result.run_dir.path} (pass --force to run it again)")

@@ -30,6 +30,7 @@ class ServiceRequest:
     device: torch.device
     seed: int
     batch_size: int
+    quiet: bool = False  # the run was asked for no progress output
 
 
 PROVIDERS: dict[str, Callable[[ServiceRequest], Any]] = {}

@@ -13,8 +13,9 @@ and ``clbench run`` resolve the same config and address the same cache.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -45,7 +46,7 @@ class SyntheticOptions:
     size: int = 512
     dtype: str = "auto"
     safety_checker: bool = True
-    generation_batch: int = 8  # prompts per pipeline call
+    generation_batch: int | None = None  # prompts per generator call; None: 8 (diffusers), 1000 (procedural)
     cache: str | None = None  # cache root; None: $CLBENCH_SYNTH_CACHE or ~/.cache/clbench/synth
     image_format: str = "png"
     allow_download: bool = False
@@ -105,6 +106,12 @@ def make_generator(options: SyntheticOptions, bench: Benchmark, image_size: int,
     raise UserError(f"unknown synthetic backend {backend!r}; valid: diffusers, procedural")
 
 
+def generation_batch(options: SyntheticOptions, generator: ImageGenerator) -> int:
+    if options.generation_batch is not None:
+        return options.generation_batch
+    return 1000 if generator.backend == "procedural" else 8
+
+
 def ensure_generated(cache: SyntheticCache, plan: Plan, generator: ImageGenerator, options: SyntheticOptions,
                      desc: str = "synthetic data") -> dict[str, Any]:
     """The plan's manifest, generating whatever the cache lacks first (no-op when the manifest exists)."""
@@ -112,8 +119,8 @@ def ensure_generated(cache: SyntheticCache, plan: Plan, generator: ImageGenerato
     if manifest is not None:
         return manifest
     try:
-        cache.generate(plan, lambda: generator, batch_size=options.generation_batch, progress=options.progress,
-                       desc=desc)
+        cache.generate(plan, lambda: generator, batch_size=generation_batch(options, generator),
+                       progress=options.progress, desc=desc)
     finally:
         close = getattr(generator, "close", None)
         if callable(close):  # e.g. free the diffusion pipeline before training starts
@@ -225,6 +232,8 @@ def provide_synthetic_data(request: ServiceRequest) -> SyntheticData:
     """Generate (once, for all tasks) and serve the synthetic data of ``request.benchmark``."""
     bench = request.benchmark
     options = options_from(request.method_config)
+    if options.progress and not (sys.stderr.isatty() and not request.quiet):
+        options = replace(options, progress=False)  # no bar in logs or quiet runs
     plan = plan_for(bench, options)
     generator = make_generator(options, bench, request.transforms.image_size, request.device)
     cache = SyntheticCache(generator.config(), options.cache, options.image_format)

@@ -85,6 +85,58 @@ def awc_terms(fisher: Sequence[torch.Tensor] | None, params: Sequence[torch.Tens
     return value * weight, grads
 
 
+def _add_grad(p: torch.Tensor, g: torch.Tensor) -> None:
+    if p.grad is None:
+        p.grad = g.to(p.dtype)
+    else:
+        p.grad.add_(g)
+
+
+@torch.no_grad()
+def add_awc_gradients_(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], weight: float,
+                       fisher: Sequence[torch.Tensor] | None = None, adaptive: bool = True,
+                       loss_scale: float = 1.0) -> torch.Tensor:
+    """In place, ``p.grad += loss_scale · 2·weight·F⊙(θ − θ_{t−1})``; returns weight·Σ F⊙(θ − θ_{t−1})^2.
+
+    F is ``fisher`` when given (static AWC), else g^2/mean(g^2) of the current ``p.grad`` (``adaptive``: the
+    synthetic gradients; gradients carrying a loss scale give the same F), else 1 (plain L2). Same values as
+    :func:`fisher_diagonal` + :func:`awc_terms`, in fewer passes over memory: F is never materialised, and
+    for embedding tables only the rows with a gradient are touched (F is zero on the others).
+    """
+    k = 2.0 * weight * loss_scale
+    value = torch.zeros((), device=params[0].device)
+    grads = [p.grad if adaptive and fisher is None else None for p in params]
+    present = [i for i, g in enumerate(grads) if g is not None]
+    msq = torch.stack([torch.linalg.vector_norm(grads[i].float()) ** 2 / grads[i].numel() for i in present]).tolist() \
+        if present else []
+    mean_sq = dict(zip(present, msq, strict=True))
+    for i, (p, a) in enumerate(zip(params, anchors, strict=True)):
+        g = grads[i]
+        if fisher is not None:
+            diff = p.float() - a.float()
+            weighted = diff * fisher[i]
+            value += torch.dot(weighted.view(-1), diff.view(-1))
+            _add_grad(p, weighted.mul_(k))
+        elif not adaptive or g is None or mean_sq[i] <= 0.0:  # plain L2, or F = floor without a gradient
+            floor = 1.0 if not adaptive else FISHER_FLOOR
+            diff = p.float() - a.float()
+            value += floor * torch.dot(diff.view(-1), diff.view(-1))
+            _add_grad(p, diff.mul_(k * floor))
+        else:
+            c = k / mean_sq[i]
+            rows = g.any(dim=1).nonzero().squeeze(1) if g.dim() == 2 and g.shape[0] >= 4096 else None
+            if rows is not None and len(rows) < g.shape[0] // 4:  # e.g. the token embedding: few rows used
+                g_rows = g[rows]
+                weighted = (p[rows].float() - a[rows].float()).mul_(g_rows)
+                value += torch.linalg.vector_norm(weighted) ** 2 / mean_sq[i]
+                g[rows] = g_rows.addcmul_(weighted, g_rows, value=c)
+            else:
+                weighted = (p.float() - a.float()).mul_(g)  # (θ − θ_{t−1})·g
+                value += torch.linalg.vector_norm(weighted) ** 2 / mean_sq[i]
+                g.addcmul_(weighted, g, value=c)  # g + c·g^2·(θ − θ_{t−1})
+    return value * weight
+
+
 @dataclass
 class GiftConfig:
     cd: bool = True  # contrastive distillation on synthetic pairs (``--distill 1``)
@@ -107,7 +159,7 @@ class GiftConfig:
     synth_steps: int = 50
     synth_guidance: float = 7.5
     synth_size: int = 512
-    synth_generation_batch: int = 8
+    synth_generation_batch: int | None = None  # None: 8 (diffusers) or 1000 (procedural) per call
     synth_cache: str | None = None
     synth_allow_download: bool = False
 
@@ -153,8 +205,9 @@ class Gift(Method):
             feats = [F.normalize(teacher.encode_image(self.data.images[i:i + 256].to(self.ctx.device, torch.float32)),
                                  dim=-1) for i in range(0, len(self.data), 256)]
         self.teacher_image = torch.cat(feats).float().clone()
-        with self.ctx.autocast():  # clone: a normal tensor, not an inference-mode one
-            self.teacher_text = self.ctx.encode_texts(teacher, self.data.prompts).clone()
+        with self.ctx.autocast():
+            self.teacher_text = self.ctx.encode_texts(teacher, self.data.prompts)
+        self.tokens = self.ctx.tokenize(self.data.prompts)  # tokenised once per task, not at every step
 
     def synthetic_losses(self, syn: SyntheticBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_CD or its ablation, L_ITA) on one synthetic batch."""
@@ -165,8 +218,7 @@ class Gift(Method):
             s_img = F.normalize(self.model.encode_image(syn.images), dim=-1)
         if not cfg.image_only or cfg.feature_mse:
             unique, inverse = torch.unique(syn.prompt_ids, return_inverse=True)
-            texts = [self.data.prompts[i] for i in unique.tolist()]
-            s_txt = self.ctx.encode_texts(self.model, texts, grad=True)[inverse]
+            s_txt = F.normalize(self.model.encode_text(self.tokens[unique]), dim=-1)[inverse]
         scale = self.ctx.logit_scale(self.model)
         student = scale * (t_img if cfg.text_only else s_img) @ (t_txt if cfg.image_only else s_txt).t()
         teacher = scale * t_img @ t_txt.t()
@@ -182,22 +234,16 @@ class Gift(Method):
                if cfg.ita else zero)
         return cd, ita
 
-    def importance(self, step: int) -> list[torch.Tensor] | None:
-        """F for this step: fresh from the synthetic gradients, a running mean (static_awc), or None (plain L2)."""
-        cfg: GiftConfig = self.config
-        if not cfg.awc:
-            return None
-        if cfg.static_awc and step >= cfg.static_awc and self.static_fisher is not None:
-            return self.static_fisher
-        fisher = fisher_diagonal([p.grad for p in self.params], self.params)
-        if cfg.static_awc:
+    def static_importance(self, step: int) -> list[torch.Tensor]:
+        """static_awc: F averaged over the first K steps of the task (running mean), then frozen."""
+        if step < self.config.static_awc or self.static_fisher is None:
+            fisher = fisher_diagonal([p.grad for p in self.params], self.params)
             if self.static_fisher is None:
                 self.static_fisher = fisher
-            else:  # running mean over steps 0..K-1 of the task
+            else:
                 for m, f in zip(self.static_fisher, fisher, strict=True):
                     m.mul_(step / (step + 1)).add_(f, alpha=1.0 / (step + 1))
-            return self.static_fisher
-        return fisher
+        return self.static_fisher
 
     def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
         cfg: GiftConfig = self.config
@@ -210,11 +256,9 @@ class Gift(Method):
             logs.update(cd=float(cd.detach()), ita=float(ita.detach()))
             total += float(synthetic.detach())
         if cfg.wc_weight:  # after the synthetic backward: F comes from exactly those gradients
-            awc, grads = awc_terms(self.importance(step), self.params, self.anchors, cfg.wc_weight)
-            scale = self.ctx.loss_scale()
-            for p, g in zip(self.params, grads, strict=True):
-                g = g.mul_(scale) if scale != 1.0 else g
-                p.grad = g.to(p.dtype) if p.grad is None else p.grad.add_(g)
+            fisher = self.static_importance(step) if cfg.awc and cfg.static_awc else None
+            awc = add_awc_gradients_(self.params, self.anchors, cfg.wc_weight, fisher, adaptive=cfg.awc,
+                                     loss_scale=self.ctx.loss_scale())
             logs["awc" if cfg.awc else "l2"] = float(awc)
             total += float(awc)
         ce = self.task_loss(batch, task)
@@ -223,5 +267,5 @@ class Gift(Method):
         return {"loss": total + logs["ce"], **logs}
 
     def after_task(self, task: TaskState) -> None:
-        del self.anchors, self.teacher_image, self.teacher_text, self.data, self.batches
+        del self.anchors, self.teacher_image, self.teacher_text, self.tokens, self.data, self.batches
         self.static_fisher = None

@@ -145,8 +145,8 @@ def _wait_for(predicate, timeout: float) -> None:
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_uninterrupted_matrix(tmp_path):
-    args = ["--methods", "finetune", "--benchmark", "smoke", "--set", "train.iterations=150", "--quiet"]
-    reference = make_engine(tmp_path / "ref", overrides=("train.iterations=150",)).run().record.array()
+    args = ["--methods", "finetune", "--benchmark", "smoke", "--set", "train.iterations=60", "--quiet"]
+    reference = make_engine(tmp_path / "ref", overrides=("train.iterations=60",)).run().record.array()
 
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -91,9 +91,15 @@ def is_black(image: Image.Image) -> bool:
     return all(hi == 0 for _, hi in image.convert("RGB").getextrema())
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Atomic write without fsync: a killed process leaves the whole file or nothing (fast for many files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_file(path: Path, data: bytes, made: set[Path] | None = None) -> None:
+    """Atomic write without fsync: a killed process leaves the whole file or nothing (fast for many files).
+
+    ``made`` remembers folders already created (one ``mkdir`` per folder, not per file).
+    """
+    if made is None or path.parent not in made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -117,6 +123,7 @@ class SyntheticCache:
         self.root = Path(root) if root is not None else default_root()
         self.dir = self.root / f"{self.config.get('backend', 'generator')}-{self.key}"
         self.image_format = image_format
+        self._made: set[Path] = set()
 
     # ---- addresses --------------------------------------------------------------------------------------
     @staticmethod
@@ -163,11 +170,11 @@ class SyntheticCache:
     def _store(self, entry: PlanEntry, image: Image.Image) -> bool:
         """Write one image (or its drop marker); False when it was dropped."""
         if is_black(image):
-            _write_file(self.dropped_path(entry), b"")
+            _write_file(self.dropped_path(entry), b"", self._made)
             return False
         buf = io.BytesIO()
         image.convert("RGB").save(buf, format=FORMATS[self.image_format])
-        _write_file(self.image_path(entry), buf.getvalue())
+        _write_file(self.image_path(entry), buf.getvalue(), self._made)
         return True
 
     # ---- generation -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from clbench.errors import UserError
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("synth", help="generate the synthetic data of a benchmark (GIFT) into the cache",
-                              description=__doc__.splitlines()[0])
+                              description="generate the synthetic data of a benchmark (GIFT) into the shared cache")
     p.add_argument("--benchmark", required=True)
     p.add_argument("--method", default="gift", help="method whose synth_* config to use (default gift)")
     p.add_argument("--config", help="YAML file with sections benchmark/model/train/method/methods")
@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from clbench.registry import BENCHMARKS
     from clbench.runner import config_layers, resolve
     from clbench.synth.cache import SyntheticCache, parse_shard
-    from clbench.synthetic_data import backend_for, make_generator, options_from, plan_for
+    from clbench.synthetic_data import backend_for, generation_batch, make_generator, options_from, plan_for
 
     try:
         shard = parse_shard(args.shard)
@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"{bench.name}: {len(plan.tasks)} tasks x {options.images_per_task} images, backend {backend}, "
           f"cache {cache.dir}")
     try:
-        report = cache.generate(plan, lambda: generator, batch_size=options.generation_batch, shard=shard,
+        report = cache.generate(plan, lambda: generator, batch_size=generation_batch(options, generator), shard=shard,
                                 progress=options.progress, desc=f"synth {bench.name} {shard[0]}/{shard[1]}")
     finally:
         close = getattr(generator, "close", None)

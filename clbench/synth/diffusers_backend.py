@@ -9,6 +9,7 @@ seed and batch (not on the device the latents are drawn on), matching GIFT's ``t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ class DiffusersGenerator:
         if not self.options.safety_checker:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
-            pipe = AutoPipelineForText2Image.from_pretrained(self.config()["model"], **kwargs)
+            with warnings.catch_warnings():  # newer diffusers renamed torch_dtype (kept: works on every version)
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
+                pipe = AutoPipelineForText2Image.from_pretrained(self.config()["model"], **kwargs)
         except (OSError, ValueError) as exc:
             if self.allow_download:
                 raise
@@ -100,7 +104,7 @@ class DiffusersGenerator:
             import diffusers
 
             pipe.scheduler = getattr(diffusers, self.scheduler).from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
+        pipe.set_progress_bar_config(disable=True)  # the cache shows one bar for the whole plan
         return pipe.to(self.device)
 
     def close(self) -> None:

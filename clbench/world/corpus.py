@@ -25,11 +25,14 @@ MENTION_PROBABILITY: dict[str, float] = {
     "object": 0.8, "colour": 0.7, "size": 0.45, "fill": 0.5, "position": 0.5, "background": 0.45, "count": 0.75,
 }
 CORPUS_OBJECTS: tuple[int, ...] = tuple(VOCABULARY["object"].index(s) for s in SHAPES)
+# Half the scenes hold one object: only those show large sizes and positions (several objects share the
+# quadrants at most medium), and a uniform count left large shapes too rare to be named well zero-shot.
+CORPUS_COUNTS: tuple[int, ...] = (1, 1, 1, 2, 3, 4)
 
 
 def corpus_scenes(seeds: np.ndarray) -> SceneBatch:
-    """Scenes of the pre-training distribution: any attribute value, shapes only."""
-    return sample_scenes(seeds, allowed={"object": CORPUS_OBJECTS})
+    """Scenes of the pre-training distribution: shapes only, every other attribute uniform (count: see above)."""
+    return sample_scenes(seeds, allowed={"object": CORPUS_OBJECTS, "count": CORPUS_COUNTS})
 
 
 def corpus_captions(scenes: SceneBatch, seeds: np.ndarray) -> list[str]:

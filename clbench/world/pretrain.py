@@ -30,7 +30,7 @@ MODEL_NAME = "clbench-world"
 class PretrainConfig:
     """The recipe. Defaults produced the bundled weights (``clbench world pretrain``)."""
 
-    steps: int = 2500
+    steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1

@@ -27,7 +27,7 @@ def values(attribute: str, names: Sequence[object]) -> list[int]:
 def sample_scenes(seeds: np.ndarray, allowed: Mapping[str, Sequence[int]] | None = None,
                   fixed: Mapping[str, np.ndarray] | None = None) -> SceneBatch:
     """One scene per seed: ``fixed[attr]`` (per-row values) wins, else uniform over ``allowed[attr]`` (index
-    values; counts as counts), else uniform over the whole vocabulary."""
+    values, counts as counts; repeat a value to weight it), else uniform over the whole vocabulary."""
     allowed = allowed or {}
     fixed = fixed or {}
     seeds = seeding.as_seeds(seeds)

@@ -19,6 +19,7 @@ from clbench.methods.gift import (
     FISHER_FLOOR,
     Gift,
     GiftConfig,
+    add_awc_gradients_,
     alignment_targets,
     awc_terms,
     contrastive_distillation,
@@ -123,6 +124,30 @@ def test_awc_terms_match_autograd() -> None:
         assert torch.allclose(p.grad, g, atol=1e-7)
     l2, l2_grads = awc_terms(None, params, anchors, weight=1.0)  # awc off: plain L2
     assert l2.item() == pytest.approx(sum(((p - a) ** 2).sum().item() for p, a in zip(params, anchors, strict=True)))
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "static", "plain"])
+def test_fused_awc_equals_the_pure_functions(mode: str) -> None:
+    """The in-place fast path (row-sparse embedding table, missing and all-zero gradients, loss scale)."""
+    torch.manual_seed(0)
+    shapes = [(5000, 8), (6, 3), (4,), (7,)]
+    params = [torch.randn(s) for s in shapes]
+    anchors = [p + 0.1 * torch.randn_like(p) for p in params]
+    grads: list[torch.Tensor | None] = [torch.zeros(5000, 8), torch.randn(6, 3), None, torch.zeros(7)]
+    grads[0][[3, 70, 4000]] = torch.randn(3, 8)  # an embedding table: three rows used
+    scale = 8.0  # gradients of a loss scaled by 8 (fp16): F is unchanged, the added gradient is scaled
+    fisher = fisher_diagonal(grads, params)
+    static = [torch.rand_like(p) for p in params]
+    want_value, want = awc_terms(static if mode == "static" else None if mode == "plain" else fisher,
+                                 params, anchors, weight=0.5)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else g * scale
+    value = add_awc_gradients_(params, anchors, 0.5, static if mode == "static" else None,
+                               adaptive=mode != "plain", loss_scale=scale)
+    assert value.item() == pytest.approx(want_value.item(), rel=1e-5)
+    for p, g, w in zip(params, grads, want, strict=True):
+        base = 0 if g is None else g * scale
+        assert torch.allclose(p.grad, base + scale * w, rtol=1e-5, atol=1e-6)
 
 
 # ---- one full step on the tiny model ----------------------------------------------------------------------
@@ -236,7 +261,7 @@ def test_static_awc_running_mean_then_frozen(tiny: LoadedModel) -> None:
             p.grad = torch.randn_like(p)
         new = fisher_diagonal([p.grad for p in method.params], method.params)
         seen.append(new)
-        used = method.importance(step)
+        used = method.static_importance(step)
         if step < 2:
             want = [sum(f[i] for f in seen) / len(seen) for i in range(len(new))]
             assert all(torch.allclose(u, w, atol=1e-6) for u, w in zip(used, want, strict=True))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from clbench.benchmark import Benchmark, TaskSpec
@@ -67,3 +69,23 @@ def test_provider_serves_the_cache_and_repairs_damage(tiny_pipeline_dir: Path, r
     data = provide(request)
     assert all(len(data.task(i)) == 4 for i in range(3))  # regenerated on the fly
     assert image.stat().st_size > 50
+
+
+def test_offline_world_uses_the_procedural_backend(tmp_path: Path) -> None:
+    if "shapes_mtil_order1" not in BENCHMARKS.names():
+        pytest.skip("the offline world's benchmarks are not installed")
+    loaded = load_model("clbench-tiny", None)
+    bench_def = BENCHMARKS.get("shapes_mtil_order1")
+    options = dataclasses.replace(bench_def.options(), train_per_class=2, test_per_class=2)
+    bench = bench_def.build(options, loaded.transforms)
+    config = GiftConfig(synth_images_per_task=16, synth_cache=str(tmp_path))
+    request = ServiceRequest(name="synthetic_data", method="gift", method_config=config, benchmark=bench,
+                             transforms=loaded.transforms, device=torch.device("cpu"), seed=0, batch_size=8)
+    data: SyntheticData = provide(request)
+    [folder] = tmp_path.iterdir()
+    assert folder.name.startswith("procedural-")
+    first, third = data.task(0), data.task(2)
+    assert first.images.shape == (16, 3, 32, 32) and len(third) == 16
+    base = set(base_vocabulary(bench).class_names)
+    assert set(first.classes) <= base  # task 1 draws from the pre-training vocabulary only
+    assert set(third.classes) <= base | set(bench.tasks[0].class_names) | set(bench.tasks[1].class_names)
