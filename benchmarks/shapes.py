@@ -37,9 +37,12 @@ SYNTHETIC_VOCABULARY = ("shapes-world", tuple(f"{c} {s}" for c in COLOUR_NAMES f
 class ShapesOptions:
     """``benchmark.<key>`` options of the world benchmarks."""
 
-    train_per_class: int = 100
+    train_per_class: int = 300
     test_per_class: int = 40
     data_seed: int = 0  # the images depend on this only, never on the run seed
+    # MTIL's convention (ZSCL trains Aircraft and MNIST at 5x the base lr): the novel tasks, letters and digits,
+    # train at this lr; null -> train.lr like the others.
+    novel_lr: float | None = 5e-4
     reference_size: int = 5000  # image-caption pairs of the reference corpus (ZSCL's distillation data)
     synth_drop_prob: float = 0.1  # procedural generator's fidelity knob: chance to ignore a prompt attribute
 
@@ -47,6 +50,8 @@ class ShapesOptions:
         for key in ("train_per_class", "test_per_class", "reference_size"):
             if getattr(self, key) <= 0:
                 raise UserError(f"benchmark.{key} must be positive, got {getattr(self, key)}")
+        if self.novel_lr is not None and self.novel_lr <= 0:
+            raise UserError(f"benchmark.novel_lr must be positive or null, got {self.novel_lr}")
         if not 0.0 <= self.synth_drop_prob <= 1.0:
             raise UserError(f"benchmark.synth_drop_prob must be in [0, 1], got {self.synth_drop_prob}")
 
@@ -79,7 +84,7 @@ def build_mtil(name: str, options: ShapesOptions, transforms: Transforms) -> Ben
     tasks, train, test = [], [], []
     for task_name in MTIL_ORDERS[name]:
         world_task = TASKS[task_name]
-        tasks.append(world_task.spec())
+        tasks.append(world_task.spec(options.novel_lr if world_task.novel else None))
         for split, per_class, out in (("train", options.train_per_class, train),
                                       ("test", options.test_per_class, test)):
             images, labels = make_split(world_task, split, per_class, options.data_seed, transforms.image_size)

@@ -46,6 +46,11 @@ class MethodContext:
         self.services: dict[str, Any] = {}
 
     # ---- precision --------------------------------------------------------------------------------------
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """The fp16 loss scaler the engine unscales and steps with (None in fp32/bf16)."""
+        return self._scaler
+
     def autocast(self) -> AbstractContextManager[Any]:
         return self._autocast()
 
@@ -105,6 +110,10 @@ class MethodContext:
         self.text_heads.bump(self.model if model is None else model)
 
     # ---- data -------------------------------------------------------------------------------------------
+    def bind_task_data(self, batches: Callable[[int | None], Iterator[Batch]] | None) -> None:
+        """The engine hands over (or, with None, takes back) the current task's data."""
+        self._task_batches = batches
+
     def task_batches(self, max_batches: int | None = None) -> Iterator[Batch]:
         """Batches of the current task's training data in a fixed order (Fisher estimates, herding)."""
         if self._task_batches is None:

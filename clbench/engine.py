@@ -219,13 +219,13 @@ class Engine:
             task = TaskState(index=t, spec=spec, num_tasks=len(bench.tasks), steps=steps if method.trains else 0,
                              train_class_names=spec.class_names, seen_class_names=bench.seen_class_names(t))
             offset = bench.class_offset(t)
-            ctx._task_batches = partial(self._fixed_batches, exp_dataset, offset)
+            ctx.bind_task_data(partial(self._fixed_batches, exp_dataset, offset))
             method.before_task(task)
             if method.trains:
                 self._train_task(method, ctx, task, exp_dataset, offset, steps, cfg.seed)
             method.after_task(task)
             ctx.weights_changed()
-            ctx._task_batches = None
+            ctx.bind_task_data(None)
 
             eval_model = method.eval_model()
             if not method.trains and bench.protocol == "mtil" and record.initial is not None:
@@ -278,7 +278,7 @@ class Engine:
         loader = make_loader(dataset, tcfg.batch_size, self.device, shuffle=True, generator=generator,
                              num_workers=tcfg.num_workers)
         batches = cycle(loader)
-        scaler = ctx._scaler
+        scaler = ctx.scaler
         self._started_training = True
         bar = None
         if not self.quiet:

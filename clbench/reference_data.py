@@ -163,3 +163,12 @@ def provide_reference_data(request: ServiceRequest) -> ReferenceData:
     workers = 0 if (os.cpu_count() or 1) <= 2 else min(8, (os.cpu_count() or 1) - 1)
     return load_reference_data(getattr(cfg, "ref_images", None), getattr(cfg, "ref_texts", None),
                                request.transforms.eval, method=request.method, num_workers=workers)
+
+
+def _user_configured(request: ServiceRequest) -> bool:
+    """The user named their own reference data: it wins over the benchmark's corpus."""
+    cfg = request.method_config
+    return bool(getattr(cfg, "ref_images", None) or getattr(cfg, "ref_texts", None))
+
+
+provide_reference_data.user_configured = _user_configured  # type: ignore[attr-defined]

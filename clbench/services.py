@@ -45,16 +45,22 @@ def register_service(name: str) -> Callable[[Callable[[ServiceRequest], Any]], C
 
 
 def provide(request: ServiceRequest) -> Any:
-    """The benchmark's own service if it offers one (e.g. the world's reference corpus), else a provider's."""
-    own = request.benchmark.info.get("services", {})
-    if request.name in own:
-        service = own[request.name]
-        return service(request) if callable(service) else service
+    """The service for one run: the user's configured source, else the benchmark's own, else the provider's.
+
+    A provider may carry ``user_configured(request) -> bool`` (e.g. ``zscl.ref_images`` is set): then the user's
+    data wins over what the benchmark offers (the world's reference corpus).
+    """
     if request.name not in PROVIDERS:
         try:  # built-in providers live in the module named after the service
             importlib.import_module(f"clbench.{request.name}")
         except ModuleNotFoundError:
             pass
-    if request.name not in PROVIDERS:
+    provider = PROVIDERS.get(request.name)
+    own = request.benchmark.info.get("services", {})
+    user_first = provider is not None and getattr(provider, "user_configured", lambda r: False)(request)
+    if request.name in own and not user_first:
+        service = own[request.name]
+        return service(request) if callable(service) else service
+    if provider is None:
         raise UserError(f"method {request.method} needs the {request.name!r} service, which this install lacks")
-    return PROVIDERS[request.name](request)
+    return provider(request)

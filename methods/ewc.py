@@ -59,8 +59,8 @@ class EWC(Method):
     ZSCL's code has no EWC; there is no reference implementation or published hyper-parameter for CLIP.
     Choices made here: the per-batch (not per-sample) squared gradient, as Avalanche's ``EWCPlugin`` (which
     underestimates the per-sample Fisher by about the batch size when the mean gradient is small);
-    lambda = 1e4, chosen so that the penalty is of the order of the task loss on the offline world after one
-    task, not tuned on results.
+    lambda = 1e4, chosen (not tuned on results) so that the penalty has the order of magnitude of the L2/WC
+    penalty at its published weight 1 on the offline world (about 0.05 at the end of a task for both).
     """
 
     paper: ClassVar[str] = ("Kirkpatrick et al., Overcoming catastrophic forgetting in neural networks (EWC), "

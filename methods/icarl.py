@@ -88,7 +88,7 @@ class ICaRL(Method):
         if self.teacher is not None:
             prompts = [task.train_template.format(c) for c in task.train_class_names]
             with self.ctx.autocast():
-                self.teacher_text = self.ctx.encode_texts(self.teacher, prompts).clone()  # a normal tensor
+                self.teacher_text = self.ctx.encode_texts(self.teacher, prompts)
 
     def replay_loss(self, images: torch.Tensor, tasks: torch.Tensor, labels: torch.Tensor,
                     image_features: torch.Tensor) -> torch.Tensor:

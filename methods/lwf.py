@@ -58,7 +58,7 @@ class LwF(Method):
         """Teacher embeddings of the texts the distillation scores images against (the task's prompts)."""
         assert self.teacher is not None
         prompts = [task.train_template.format(c) for c in task.train_class_names]
-        return self.ctx.encode_texts(self.teacher, prompts).clone()  # clone outside inference mode
+        return self.ctx.encode_texts(self.teacher, prompts)
 
     def before_task(self, task: TaskState) -> None:
         self.teacher = self.ctx.frozen_copy()

@@ -94,7 +94,7 @@ class ZSCL(Method):
         self.reference: ReferenceData = self.ctx.service("reference_data")
         self.teacher = self.ctx.initial_model()
         with self.ctx.autocast():
-            self.ref_text = self.ctx.encode_texts(self.teacher, self.reference.captions).clone()
+            self.ref_text = self.ctx.encode_texts(self.teacher, self.reference.captions)
         self.cache = TeacherFeatureCache(self.teacher_features, self.reference.num_images)
 
     def teacher_features(self, images: torch.Tensor) -> torch.Tensor:

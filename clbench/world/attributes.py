@@ -2,7 +2,7 @@
 
 A scene is one kind of object (a shape, or a letter/digit of the novel families) drawn ``count`` times with one
 colour, size and fill on one background; ``position`` places a single object (several objects go to distinct
-quadrants instead). Values are stored as indices into the tuples below so that whole batches of scenes are plain
+quadrants instead, and "large" there means the largest that fits a quadrant, i.e. drawn medium). Values are stored as indices into the tuples below so that whole batches of scenes are plain
 integer arrays the vectorised renderer consumes.
 """
 

@@ -8,6 +8,7 @@ seeded init, and ``torch.use_deterministic_algorithms`` rules out racy kernels.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -143,9 +144,9 @@ def save_weights(model: nn.Module, path: Path, cfg: PretrainConfig | None = None
 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": "pt", "model": MODEL_NAME}
-    if cfg is not None:
-        metadata.update({k: str(v) for k, v in asdict(cfg).items()})
+    # One metadata key: safetensors writes several in hash order, which made equal weights differ in bytes.
+    recipe = {"model": MODEL_NAME, **(asdict(cfg) if cfg is not None else {})}
+    metadata = {"clbench": json.dumps(recipe, sort_keys=True)}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
     tmp.replace(path)

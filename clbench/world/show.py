@@ -9,20 +9,20 @@ from PIL import Image, ImageDraw, ImageFont
 
 from clbench.world import seeding
 from clbench.world.attributes import OBJECTS
-from clbench.world.corpus import CORPUS_OBJECTS, corpus_captions
+from clbench.world.corpus import CORPUS_COUNTS, CORPUS_OBJECTS, corpus_captions
 from clbench.world.render import render
 from clbench.world.sampling import sample_scenes
 
 CELL = 128  # pixels per sample on the sheet (nearest-neighbour upscaling keeps the real pixels visible)
 COLUMNS = 6
-CAPTION_LINES = 4
+CAPTION_LINES = 5
 
 
 def sample_sheet(n: int, seed: int = 0, image_size: int = 32, novel: bool = False) -> Image.Image:
     """``n`` pre-training-style samples (letters and digits too when ``novel``) with captions underneath."""
     seeds = seeding.seed_range(seed, "show", n)
     objects = tuple(range(len(OBJECTS))) if novel else CORPUS_OBJECTS
-    scenes = sample_scenes(seeds, allowed={"object": objects})
+    scenes = sample_scenes(seeds, allowed={"object": objects, "count": CORPUS_COUNTS})
     images = render(scenes, seeds, image_size)
     captions = corpus_captions(scenes, seeds)
     return _sheet(images, captions)

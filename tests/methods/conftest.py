@@ -19,15 +19,6 @@ from clbench.models import load_model
 from clbench.registry import BENCHMARKS
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny models on a shared CPU: one intra-op thread is several times faster than contended threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def smoke_two_tasks() -> BenchmarkDef:
     """``smoke`` with its first two tasks only (same data, same defaults)."""
