@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue runs after their last completed task")
     run.add_argument("--force", action="store_true", help="delete existing runs of the same config and start over")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="run the (method, seed) pairs in N processes, sharing the CPU threads (default 1)")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list methods or benchmarks")
@@ -77,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_many(
         methods=args.methods, benchmark=args.benchmark, seeds=args.seeds, model=args.model,
         pretrained=args.pretrained, config_file=args.config, overrides=args.overrides, out=args.out,
-        device=args.device, resume=args.resume, force=args.force, quiet=args.quiet,
+        device=args.device, resume=args.resume, force=args.force, quiet=args.quiet, jobs=args.jobs,
     )
 
 

@@ -63,12 +63,34 @@ def config_layers(benchmark: str, methods: list[str], config_file: str | None,
     return layers
 
 
+def run_one(cfg: ResolvedConfig, out: str, device: str, resume: bool, force: bool, quiet: bool,
+            threads: int | None = None) -> tuple[dict[str, float], str, str, bool]:
+    """One (method, seed) run in a worker process of ``--jobs``: (metrics, protocol, run dir, skipped)."""
+    import torch
+
+    from clbench.engine import Engine
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    engine = Engine(cfg, BENCHMARKS.get(cfg.benchmark), METHODS.get(cfg.method), Path(out), device=device,
+                    quiet=True, progress=say)
+    result = engine.run(resume=resume, force=force)
+    return result.metrics, result.protocol, str(result.run_dir.path), result.skipped
+
+
 def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | None, pretrained: str | None,
              config_file: str | None, overrides: list[str], out: str, device: str, resume: bool, force: bool,
-             quiet: bool) -> int:
+             quiet: bool, jobs: int = 1) -> int:
     """Resolve every configuration first (so bad input fails before any work), then run them in turn."""
     from clbench.engine import Engine
 
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
     if not methods:
         raise UserError("--methods is empty; give at least one method name (see clbench list methods)")
     bench_def = BENCHMARKS.get(benchmark)
@@ -89,6 +111,8 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
         if not quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    if jobs > 1:
+        return _run_parallel(benchmark, configs, out, device, resume, force, quiet, jobs)
     results = []
     benchmarks: dict = {}  # datasets are built once and shared by every run of this command
     for cfg in configs:
@@ -98,6 +122,23 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
         if result.skipped:
             say(f"   already complete: {result.run_dir.path} (pass --force to run it again)")
         results.append((cfg, result))
+    print(leaderboard(benchmark, results))
+    return 0
+
+
+def _run_parallel(benchmark: str, configs: list[ResolvedConfig], out: str, device: str, resume: bool, force: bool,
+                  quiet: bool, jobs: int) -> int:
+    """Runs in ``jobs`` worker processes, each with its share of the CPU threads (CPU runs of small models)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from types import SimpleNamespace
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one, cfg, out, device, resume, force, quiet, threads) for cfg in configs]
+        outcomes = [f.result() for f in futures]
+    results = [(cfg, SimpleNamespace(metrics=m, protocol=p)) for cfg, (m, p, _, _) in zip(configs, outcomes, strict=True)]
     print(leaderboard(benchmark, results))
     return 0
 

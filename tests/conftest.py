@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Before torch is imported, and inherited by every clbench subprocess a test starts: tiny models run several
 # times faster on one intra-op thread, and in-process and subprocess runs then compute in the same order.

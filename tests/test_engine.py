@@ -176,3 +176,16 @@ def test_resume_after_kill_gives_the_uninterrupted_matrix(tmp_path):
     assert np.array_equal(run.read_matrix().array(), reference)
     tasks_logged = [json.loads(ln)["task"] for ln in (run.path / "log.jsonl").read_text().splitlines() if ln]
     assert tasks_logged == sorted(tasks_logged), "the interrupted task's log lines were replaced, not duplicated"
+
+
+def test_parallel_jobs_give_the_sequential_matrices(smoke_results, tmp_path, capsys):
+    out, _ = smoke_results
+    result = invoke(capsys, "run", "--methods", "zeroshot,finetune", "--benchmark", "smoke", "--out", str(tmp_path),
+                    "--quiet", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "| finetune | 1 |" in result.stdout
+    sequential = {r.read_run()["method"]: r.read_matrix().array() for r in find_runs(out)}
+    parallel = {r.read_run()["method"]: r.read_matrix().array() for r in find_runs(tmp_path)}
+    assert sequential.keys() == parallel.keys()
+    for method, matrix in sequential.items():
+        assert np.array_equal(matrix, parallel[method]), method

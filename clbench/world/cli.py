@@ -13,7 +13,7 @@ from clbench.errors import UserError
 
 def register(subparsers: Any) -> None:
     """Add the ``world`` command to the top-level parser."""
-    from clbench.world.pretrain import PretrainConfig
+    from clbench.world.recipe import PretrainConfig
 
     defaults = PretrainConfig()
     world = subparsers.add_parser("world", help="the offline shapes world: pre-train its CLIP, show samples",
@@ -64,7 +64,8 @@ def _positive(name: str, value: int) -> None:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from clbench.world import bundled_weights_path
-    from clbench.world.pretrain import PretrainConfig, pretrain, save_weights
+    from clbench.world.pretrain import pretrain, save_weights
+    from clbench.world.recipe import PretrainConfig
 
     for name in ("steps", "batch_size", "threads"):
         _positive(name.replace("_", "-"), getattr(args, name))

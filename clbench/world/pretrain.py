@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
@@ -23,24 +23,9 @@ from torch import nn
 
 from clbench.world.corpus import corpus_pairs, pretraining_seeds
 from clbench.world.datasets import normalise, to_chw_tensor
+from clbench.world.recipe import PretrainConfig
 
 MODEL_NAME = "clbench-world"
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """The recipe. Defaults produced the bundled weights (``clbench world pretrain``)."""
-
-    steps: int = 3000
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    warmup_fraction: float = 0.05
-    seed: int = 0
-    # Part of the recipe (float reductions depend on it). One thread: on a busy 2-core machine two OpenMP
-    # threads spin-wait for each other and were 5x slower per step.
-    threads: int = 1
-    image_size: int = 32
 
 
 def create_model(seed: int) -> tuple[nn.Module, object]:
