@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from step_timing import make_task, step_fn, time_interleaved  # perf/ is on sys.path when run as a script
 
-from clbench.benchmark import TaskSpec
 from clbench.context import MethodContext, trainable_parameters
 from clbench.engine import precision_context
 from clbench.method import Batch, Method, TaskState
@@ -51,12 +48,6 @@ class UncachedGift(Gift):
         return super().synthetic_losses(syn)
 
 
-def make_task(num_classes: int, steps: int) -> TaskState:
-    names = tuple(f"class {i}" for i in range(num_classes))
-    spec = TaskSpec(name="perf", class_names=names, templates=("a photo of a {}.",))
-    return TaskState(index=0, spec=spec, num_tasks=1, steps=steps, train_class_names=names, seen_class_names=names)
-
-
 def build(kind: str, args: argparse.Namespace, device: torch.device, synthetic: SyntheticTask
           ) -> tuple[Method, torch.optim.Optimizer, MethodContext]:
     torch.manual_seed(0)
@@ -74,18 +65,6 @@ def build(kind: str, args: argparse.Namespace, device: torch.device, synthetic: 
     method.before_run()
     optimizer = torch.optim.AdamW([p for _, p in trainable_parameters(model)], lr=1e-5)
     return method, optimizer, ctx
-
-
-def step_fn(method: Method, optimizer: torch.optim.Optimizer, ctx: MethodContext, task: TaskState,
-            batches: list[Batch]) -> Callable[[int], None]:
-    def run(step: int) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with ctx.autocast():
-            method.training_step(batches[step % len(batches)], task, step)
-        optimizer.step()
-        method.after_step(task, step)
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -116,18 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         method, optimizer, ctx = build(kind, args, device, synthetic)
         method.before_task(task)
         runners[kind] = step_fn(method, optimizer, ctx, task, batches)
-    times: dict[str, list[float]] = {k: [] for k in kinds}
-    for step in range(args.warmup + args.steps):
-        for kind in kinds:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            runners[kind](step)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if step >= args.warmup:
-                times[kind].append(time.perf_counter() - start)
-    median = {k: statistics.median(v) for k, v in times.items()}
+    median = time_interleaved(runners, args.warmup, args.steps, device)
     print(f"model {args.model} on {device}, task batch {args.batch} + synthetic batch {args.batch}, "
           f"{args.images} synthetic images, {args.steps} timed steps (median)")
     for kind in kinds:
