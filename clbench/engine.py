@@ -284,7 +284,8 @@ class Engine:
         if not self.quiet:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps, desc=f"{self.config.method} {task.spec.name}", leave=False, unit="it")
+            bar = tqdm(total=steps, desc=f"{self.config.method} {task.spec.name}", leave=False, unit="it",
+                       disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
         ctx.model.train()
         for step in range(steps):
             set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, steps))

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from step_timing import make_task, step_fn, time_interleaved  # perf/ is on sys.path when run as a script
+from step_timing import compare, make_task, random_batches  # perf/ is on sys.path when run as a script
 
 from clbench.context import MethodContext, trainable_parameters
 from clbench.engine import precision_context
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Method, TaskState
 from clbench.methods.finetune import Finetune
 from clbench.methods.gift import Gift, GiftConfig
 from clbench.models import load_model
@@ -87,19 +87,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     picks = np.random.default_rng(0).integers(0, len(names), args.images)  # GIFT: uniform with replacement
     synthetic = SyntheticTask(torch.randn(args.images, 3, size, size, generator=g), [names[i][0] for i in picks])
     task = make_task(args.classes, args.warmup + args.steps)
-    batches = [Batch(torch.randn(args.batch, 3, size, size, generator=g).to(device),
-                     torch.randint(0, args.classes, (args.batch,), generator=g).to(device)) for _ in range(4)]
-    kinds = ["finetune", "gift", "gift-uncached"]
-    runners = {}
-    for kind in kinds:
-        method, optimizer, ctx = build(kind, args, device, synthetic)
-        method.before_task(task)
-        runners[kind] = step_fn(method, optimizer, ctx, task, batches)
-    median = time_interleaved(runners, args.warmup, args.steps, device)
-    print(f"model {args.model} on {device}, task batch {args.batch} + synthetic batch {args.batch}, "
-          f"{args.images} synthetic images, {args.steps} timed steps (median)")
-    for kind in kinds:
-        print(f"  {kind:14s} {1000 * median[kind]:8.1f} ms/step   {median[kind] / median['finetune']:5.2f}x finetune")
+    batches = random_batches(args.batch, args.classes, size, device, g)
+    header = (f"model {args.model} on {device}, task batch {args.batch} + synthetic batch {args.batch}, "
+              f"{args.images} synthetic images, {args.steps} timed steps (median)")
+    median = compare(["finetune", "gift", "gift-uncached"], lambda kind: build(kind, args, device, synthetic),
+                     task, batches, args.warmup, args.steps, device, header)
     return median
 
 

@@ -32,6 +32,30 @@ def step_fn(method: Method, optimizer: torch.optim.Optimizer, ctx: MethodContext
     return run
 
 
+def random_batches(batch_size: int, num_classes: int, image_size: int, device: torch.device,
+                   generator: torch.Generator, count: int = 4) -> list[Batch]:
+    """A few random task batches, cycled by the step closures (data loading is not what these scripts time)."""
+    return [Batch(torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device),
+                  torch.randint(0, num_classes, (batch_size,), generator=generator).to(device)) for _ in range(count)]
+
+
+def compare(kinds: list[str], build: Callable[[str], tuple[Method, torch.optim.Optimizer, MethodContext]],
+            task: TaskState, batches: list[Batch], warmup: int, steps: int, device: torch.device,
+            header: str) -> dict[str, float]:
+    """Build each variant, time their steps interleaved, print ms/step and the ratio to the first variant."""
+    runners = {}
+    for kind in kinds:
+        method, optimizer, ctx = build(kind)
+        method.before_task(task)
+        runners[kind] = step_fn(method, optimizer, ctx, task, batches)
+    median = time_interleaved(runners, warmup, steps, device)
+    print(header)
+    width = max(len(k) for k in kinds) + 1
+    for kind in kinds:
+        print(f"  {kind:{width}s} {1000 * median[kind]:8.1f} ms/step   {median[kind] / median[kinds[0]]:5.2f}x {kinds[0]}")
+    return median
+
+
 def time_interleaved(runners: dict[str, Callable[[int], None]], warmup: int, steps: int,
                      device: torch.device) -> dict[str, float]:
     """Median seconds per step of each runner, stepping them in turn so machine drift hits all alike."""

@@ -19,7 +19,7 @@ import copy
 from typing import Any
 
 import torch
-from step_timing import make_task, step_fn, time_interleaved  # perf/ is on sys.path when run as a script
+from step_timing import compare, make_task, random_batches  # perf/ is on sys.path when run as a script
 
 from clbench.context import MethodContext, freeze, trainable_parameters
 from clbench.engine import precision_context
@@ -83,19 +83,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for _ in range(args.captions)]
     reference = TensorReferenceData(images, captions, (0.48, 0.46, 0.41), (0.27, 0.26, 0.28))
     task = make_task(args.classes, args.warmup + args.steps)
-    batches = [Batch(torch.randn(args.batch, 3, size, size, generator=g).to(device),
-                     torch.randint(0, args.classes, (args.batch,), generator=g).to(device)) for _ in range(4)]
-    kinds = ["finetune", "zscl", "zscl-cold", "zscl-reference"]
-    runners = {}
-    for kind in kinds:
-        method, optimizer, ctx = build(kind, args, device, reference)
-        method.before_task(task)
-        runners[kind] = step_fn(method, optimizer, ctx, task, batches)
-    median = time_interleaved(runners, args.warmup, args.steps, device)
-    print(f"model {args.model} on {device}, batch {args.batch}, {args.captions} reference captions, "
-          f"{args.images} reference images, {args.steps} timed steps (median)")
-    for kind in kinds:
-        print(f"  {kind:15s} {1000 * median[kind]:8.1f} ms/step   {median[kind] / median['finetune']:5.2f}x finetune")
+    batches = random_batches(args.batch, args.classes, size, device, g)
+    header = (f"model {args.model} on {device}, batch {args.batch}, {args.captions} reference captions, "
+              f"{args.images} reference images, {args.steps} timed steps (median)")
+    median = compare(["finetune", "zscl", "zscl-cold", "zscl-reference"],
+                     lambda kind: build(kind, args, device, reference), task, batches, args.warmup, args.steps,
+                     device, header)
     return median
 
 

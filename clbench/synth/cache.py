@@ -309,7 +309,7 @@ class SyntheticCache:
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, desc=desc, unit="img", disable=None if enabled else True, dynamic_ncols=True, smoothing=0.1)
 
 
 def report_dict(report: GenerationReport) -> dict[str, Any]:
