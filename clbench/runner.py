@@ -135,12 +135,28 @@ def _run_parallel(benchmark: str, configs: list[ResolvedConfig], out: str, devic
     from types import SimpleNamespace
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_one, cfg, out, device, resume, force, quiet, threads) for cfg in configs]
         outcomes = [f.result() for f in futures]
     results = [(cfg, SimpleNamespace(metrics=m, protocol=p)) for cfg, (m, p, _, _) in zip(configs, outcomes, strict=True)]
     print(leaderboard(benchmark, results))
     return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer (Linux): SIGTERM when the runner dies, so a killed ``clbench run --jobs N`` leaves no
+    worker training on (and writing results) in the background."""
+    import os
+    import signal
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the runner died before the request took effect
+        os._exit(1)
 
 
 def leaderboard(benchmark: str, results: list[tuple[ResolvedConfig, Any]]) -> str:

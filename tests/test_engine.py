@@ -189,3 +189,43 @@ def test_parallel_jobs_give_the_sequential_matrices(smoke_results, tmp_path, cap
     assert sequential.keys() == parallel.keys()
     for method, matrix in sequential.items():
         assert np.array_equal(matrix, parallel[method]), method
+
+
+def _children(pid: int) -> list[int]:
+    """Linux: the pids whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the worker death signal is Linux-only")
+def test_killed_parallel_runner_leaves_no_worker_behind(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "clbench.cli", "run", "--methods", "finetune", "--seeds", "0,1",
+                             "--benchmark", "smoke", "--set", "train.iterations=100000", "--jobs", "2", "--quiet",
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: len(find_runs(out)) == 2 and all((r.path / "log.jsonl").exists() for r in find_runs(out)),
+                  timeout=240)
+        workers = [p for p in _children(proc.pid) if "spawn_main" in (Path("/proc") / str(p) / "cmdline").read_text()]
+        assert len(workers) == 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    _wait_for(lambda: not any(_alive(p) for p in workers), timeout=30)
