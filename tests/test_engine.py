@@ -191,26 +191,23 @@ def test_parallel_jobs_give_the_sequential_matrices(smoke_results, tmp_path, cap
         assert np.array_equal(matrix, parallel[method]), method
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """Linux: the fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...); None when gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _children(pid: int) -> list[int]:
     """Linux: the pids whose parent is ``pid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and (fields := _stat_fields(e.name)) is not None and int(fields[1]) == pid]
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 @pytest.mark.slow
