@@ -202,12 +202,12 @@ class Engine:
                                     "wall_time_s": round(wall_before + time.time() - t0, 3),
                                     "device": env["device"]})
 
-        evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, heads=ctx.text_heads,
-                           device=self.device, autocast=autocast, with_auc=with_auc)
+        evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, device=self.device, autocast=autocast,
+                           with_auc=with_auc)
         if checkpoint is None:
             write_state("running", 0)
             if tcfg.eval_initial or not method.trains:
-                row = evaluate(method.eval_model(), after_task=None)
+                row = evaluate(method.classifier(), after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts
                 self.run_dir.append_log({"task": -1, "event": "eval_initial", "accuracy": row.accuracy})
 
@@ -227,11 +227,10 @@ class Engine:
             ctx.weights_changed()
             ctx.bind_task_data(None)
 
-            eval_model = method.eval_model()
             if not method.trains and bench.protocol == "mtil" and record.initial is not None:
                 row_acc, row_auc = list(record.initial), None  # unchanged weights: the zero-shot row repeats
             else:
-                row = evaluate(eval_model, after_task=t)
+                row = evaluate(method.classifier(), after_task=t)
                 row_acc, row_auc = row.accuracy, row.auc
                 record.counts = row.counts
             record.rows[t] = row_acc

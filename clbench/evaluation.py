@@ -1,4 +1,4 @@
-"""Evaluation: one accuracy-matrix row per call (per-task heads for task-incremental, seen-class head for cil)."""
+"""Evaluation: one accuracy-matrix row per call, scored by the method's classifier (``clbench.classifier``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader
 
 from clbench.benchmark import Benchmark
-from clbench.text_heads import TextHeadCache
+from clbench.classifier import Classifier, HeadGroup, HeadSpec
 
 
 @dataclass
@@ -39,45 +37,55 @@ def macro_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def head_for(bench: Benchmark, task_index: int, after_task: int | None) -> HeadSpec | None:
+    """The classes task ``task_index``'s test images are scored over, or None when it is not evaluated.
+
+    Task-incremental protocols: the task's own classes and templates. Class-incremental: every class seen up to
+    ``after_task`` (before training: up to the task itself), each task's classes with its templates; tasks not
+    yet seen have no head.
+    """
+    task = bench.tasks[task_index]
+    if bench.protocol != "cil":
+        return HeadSpec.single(task.name, task.class_names, task.templates)
+    upto = task_index if after_task is None else after_task
+    if task_index > upto:
+        return None
+    return HeadSpec(tuple(HeadGroup(t.name, t.class_names, t.templates) for t in bench.tasks[: upto + 1]))
+
+
 @torch.inference_mode()
-def image_features(model: nn.Module, loader: DataLoader, device: torch.device,
-                   autocast: object) -> tuple[torch.Tensor, torch.Tensor]:
-    feats, labels = [], []
+def score_task(classifier: Classifier, head: HeadSpec, loader: DataLoader, device: torch.device,
+               autocast: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of every test image of one task, batch by batch."""
+    logits, labels = [], []
     for images, y in loader:
         with autocast():  # type: ignore[operator]
-            f = model.encode_image(images.to(device, non_blocking=True))
-        feats.append(F.normalize(f.float(), dim=-1))
+            out = classifier.logits(images.to(device, non_blocking=True), head)
+        logits.append(out.float())
         labels.append(y)
-    return torch.cat(feats), torch.cat(labels).to(device)
+    return torch.cat(logits), torch.cat(labels).to(device)
 
 
-def evaluate_row(model: nn.Module, bench: Benchmark, after_task: int | None, loaders: list[DataLoader],
-                 heads: TextHeadCache, device: torch.device, autocast: object, with_auc: bool = False) -> RowResult:
+def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | None, loaders: list[DataLoader],
+                 device: torch.device, autocast: object, with_auc: bool = False) -> RowResult:
     """Accuracy on every task's test set after training ``after_task`` (None = before any training).
 
-    Task-incremental protocols score task j with its own classes and all its templates (future tasks included:
-    zero-shot Transfer needs them). Class-incremental scores tasks j <= t with the head over every class seen
-    so far; future tasks are NaN (they have no head yet). Before training, cil scores each task with the head of
-    the classes seen up to it (the zero-shot reference of each step).
+    Task-incremental protocols score task j over its own classes with all its templates (future tasks
+    included: zero-shot Transfer needs them). Class-incremental scores tasks j <= t over every class seen so
+    far; future tasks are NaN (they have no head yet). Before training, cil scores each task over the classes
+    seen up to it (the zero-shot reference of each step). See :func:`head_for`.
     """
-    model.eval()
     acc: list[float] = []
     counts: list[int] = []
     aucs: list[float] = []
-    for j, task in enumerate(bench.tasks):
+    for j in range(len(bench.tasks)):
         counts.append(len(loaders[j].dataset))  # type: ignore[arg-type]
-        if bench.protocol == "cil":
-            head_upto = j if after_task is None else after_task
-            if j > head_upto:
-                acc.append(math.nan)
-                aucs.append(math.nan)
-                continue
-            names = bench.seen_class_names(head_upto)
-        else:
-            names = task.class_names
-        head = heads.get(model, names, task.templates)
-        feats, labels = image_features(model, loaders[j], device, autocast)
-        logits = feats @ head.t()
+        head = head_for(bench, j, after_task)
+        if head is None:
+            acc.append(math.nan)
+            aucs.append(math.nan)
+            continue
+        logits, labels = score_task(classifier, head, loaders[j], device, autocast)
         acc.append(100.0 * float((logits.argmax(dim=1) == labels).float().mean()))
         if with_auc:
             probs = logits.mul(100.0).softmax(dim=1).cpu().numpy()

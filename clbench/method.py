@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clbench.classifier import Classifier, TextHeadClassifier
+
 if TYPE_CHECKING:
     from clbench.benchmark import TaskSpec
     from clbench.context import MethodContext
@@ -90,8 +92,14 @@ class Method:
         """After the last iteration of ``task``, before it is evaluated."""
 
     def eval_model(self) -> nn.Module:
-        """The model the evaluator scores (e.g. an averaged copy)."""
+        """The model the default classifier scores (e.g. an averaged copy)."""
         return self.model
+
+    def classifier(self) -> Classifier:
+        """What the evaluator scores after a task (``clbench.classifier``): by default CLIP's cosine logits of
+        :meth:`eval_model` against cached template-ensemble text heads. Override for per-image routing, fused
+        or analytic heads; the evaluator and metrics stay the same."""
+        return TextHeadClassifier(self.eval_model(), self.ctx.text_heads)
 
     def state_dict(self) -> dict[str, Any]:
         """Method state for resume (tensors and plain values only: loaded with ``weights_only=True``)."""
