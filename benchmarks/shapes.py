@@ -56,8 +56,10 @@ class ShapesOptions:
             raise UserError(f"benchmark.synth_drop_prob must be in [0, 1], got {self.synth_drop_prob}")
 
 
-def _dataset(images: np.ndarray, labels: np.ndarray, transforms: Transforms) -> ImageLabelDataset:
-    return ImageLabelDataset(to_chw_tensor(images), labels, transforms.mean, transforms.std)
+def _dataset(images: np.ndarray, labels: np.ndarray, transforms: Transforms, split: str) -> ImageLabelDataset:
+    """Training sets take the model's crop policy (the reference code's RandomResizedCrop); test sets none."""
+    crop = transforms.train_crop_scale if split == "train" else None
+    return ImageLabelDataset(to_chw_tensor(images), labels, transforms.mean, transforms.std, crop_scale=crop)
 
 
 def _world_info(options: ShapesOptions, transforms: Transforms) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def build_mtil(name: str, options: ShapesOptions, transforms: Transforms) -> Ben
         for split, per_class, out in (("train", options.train_per_class, train),
                                       ("test", options.test_per_class, test)):
             images, labels = make_split(world_task, split, per_class, options.data_seed, transforms.image_size)
-            out.append(_dataset(images, labels, transforms))
+            out.append(_dataset(images, labels, transforms, split))
     info = _world_info(options, transforms)
     info["novel_tasks"] = [t for t in MTIL_ORDERS[name] if TASKS[t].novel]
     return Benchmark(name=name, protocol="mtil", tasks=tasks, train_datasets=train, test_datasets=test, info=info)
@@ -113,7 +115,7 @@ def build_cil(name: str, options: ShapesOptions, transforms: Transforms) -> Benc
         for split, per_class, out in (("train", options.train_per_class, train),
                                       ("test", options.test_per_class, test)):
             images, labels = make_split(CIL_TASK, split, per_class, options.data_seed, transforms.image_size, ids)
-            out.append(_dataset(images, np.array([position[int(c)] for c in labels]), transforms))
+            out.append(_dataset(images, np.array([position[int(c)] for c in labels]), transforms, split))
     return Benchmark(name=name, protocol="cil", tasks=tasks, train_datasets=train, test_datasets=test,
                      info=_world_info(options, transforms))
 

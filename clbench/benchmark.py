@@ -45,8 +45,12 @@ class TaskSpec:
 class Transforms:
     """Image preprocessing of the chosen model, handed to benchmark builders.
 
-    ``train`` / ``eval`` map a PIL image to a tensor (open_clip's preprocess). ``image_size``, ``mean`` and
-    ``std`` let datasets that already hold tensors (the offline world) normalise without a PIL round trip.
+    ``train`` / ``eval`` map a PIL image to a tensor: the reference code's training augmentation
+    (``RandomResizedCrop(image_size, scale=train_crop_scale, bicubic)``, RGB, ``ToTensor``, normalisation) and
+    its evaluation preprocess (bicubic ``Resize`` + ``CenterCrop``, RGB, ``ToTensor``, normalisation).
+    ``image_size``, ``mean``, ``std`` and ``train_crop_scale`` let datasets that already hold tensors (the
+    offline world) apply the same policy without a PIL round trip. The training crop draws from torch's global
+    RNG; the engine seeds it per draw (:class:`clbench.data.SeededDraws`).
     """
 
     train: Callable[[Any], torch.Tensor]
@@ -54,6 +58,7 @@ class Transforms:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    train_crop_scale: tuple[float, float] | None = None  # None: no training augmentation
 
 
 @dataclass

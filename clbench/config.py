@@ -24,10 +24,15 @@ class TrainConfig:
     """The engine's schedule (ZSCL's MTIL defaults; benchmarks override in their YAML)."""
 
     lr: float = 1e-5
-    iterations: int | None = 1000  # optimizer steps per task; None -> use ``epochs``
+    iterations: int | None = 1000  # schedule length N per task; None -> use ``epochs``
     epochs: int | None = None
     batch_size: int = 64
     warmup: int = 100  # linear warm-up iterations, then cosine to 0 (ZSCL's cosine_lr)
+    # Take step N too (N + 1 optimizer steps per task): the ZSCL (mtil/src/models/finetune.py:180,
+    # cil/continual_clip/models.py:187) and GIFT (src/models/finetune_gift.py:138) loops run
+    # ``range(total_iterations + 1)``; step N has the schedule's end lr (0 after the cosine, or the warm-up lr
+    # (N+1)/warmup when N < warmup, e.g. cifar100_50's 16 batches with 30 warm-up steps).
+    final_step: bool = True
     label_smoothing: float = 0.2
     weight_decay: float = 0.0
     beta1: float = 0.9

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def collate_image_label(items: Sequence[Sequence[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +38,82 @@ def make_loader(dataset: Dataset, batch_size: int, device: torch.device, shuffle
     )
 
 
-def cycle(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Iterate ``loader`` forever, reshuffling each pass (iteration-based schedules, as in ZSCL)."""
-    while True:
-        yield from loader
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integer parts (numpy's SeedSequence hashing: nearby inputs give unrelated seeds)."""
+    state = np.random.SeedSequence([int(p) % (2**63) for p in parts]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Training batches as a pure function of (seed, step): lists of ``(dataset index, draw seed)``.
+
+    Step ``s`` lies in pass ``e = s // ceil(n / batch_size)`` over the data; pass ``e`` visits the examples in
+    the permutation seeded by (seed, e), in batches of ``batch_size`` with a smaller last one (a shuffled
+    DataLoader without ``drop_last`` re-created every pass, as ZSCL's ``iter(train_loader)``). Every draw has
+    its own seed from (seed, step, position), so a random augmentation does not depend on the worker that
+    loads it, nor on the steps before: the batches from ``start`` equal the tail of the batches from 0
+    (mid-task resume). ``shuffle=False`` visits the data in order once (fixed passes: Fisher, herding).
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int, steps: int | None = None, start: int = 0,
+                 shuffle: bool = True) -> None:
+        if num_examples <= 0 or batch_size <= 0:
+            raise ValueError("StepBatches needs a non-empty dataset and a positive batch size")
+        self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+        self.per_pass = math.ceil(num_examples / batch_size)
+        self.shuffle = shuffle
+        self.steps = steps if shuffle else min(steps or self.per_pass, self.per_pass)
+        self.start = start
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The visiting order of pass ``epoch``."""
+        if not self.shuffle:
+            return torch.arange(self.num_examples)
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, 0, epoch))
+            self._order = (epoch, torch.randperm(self.num_examples, generator=g))
+        return self._order[1]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        epoch, position = divmod(step, self.per_pass)
+        indices = self.order(epoch)[position * self.batch_size:(position + 1) * self.batch_size].tolist()
+        return [(i, derive_seed(self.seed, 1, step, j)) for j, i in enumerate(indices)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start
+        while self.steps is None or step < self.steps:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.steps is None:
+            raise TypeError("an endless StepBatches has no length")
+        return max(self.steps - self.start, 0)
+
+
+class SeededDraws(Dataset):
+    """``dataset[index]`` with torch's global RNG seeded by the draw's seed (torchvision's random transforms).
+
+    The RNG state outside the draw is restored, so loading never perturbs the training randomness.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, draw: tuple[int, int]) -> Any:
+        index, seed = draw
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def step_loader(dataset: Dataset, sampler: StepBatches, device: torch.device, num_workers: int = 0) -> DataLoader:
+    """A DataLoader over ``sampler``'s seeded draws of ``dataset``: same batches for any ``num_workers``."""
+    cuda = device.type == "cuda"
+    num_workers = min(num_workers, os.cpu_count() or 1)
+    return DataLoader(SeededDraws(dataset), batch_sampler=sampler, num_workers=num_workers, pin_memory=cuda,
+                      collate_fn=collate_image_label)

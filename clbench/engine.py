@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from clbench import metrics as metric_fns
 from clbench.benchmark import Benchmark, BenchmarkDef
 from clbench.config import ResolvedConfig, TrainConfig
 from clbench.context import MethodContext, trainable_parameters
-from clbench.data import cycle, make_loader
+from clbench.data import StepBatches, derive_seed, make_loader, step_loader
 from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
@@ -215,14 +216,15 @@ class Engine:
             spec = bench.tasks[t]
             seed_everything(task_seed(cfg.seed, t))
             exp_dataset = train_stream[t].dataset
-            steps = self._steps(len(exp_dataset))
+            schedule = self._steps(len(exp_dataset))
+            steps = schedule + 1 if self.train_cfg.final_step else schedule
             task = TaskState(index=t, spec=spec, num_tasks=len(bench.tasks), steps=steps if method.trains else 0,
                              train_class_names=spec.class_names, seen_class_names=bench.seen_class_names(t))
             offset = bench.class_offset(t)
-            ctx.bind_task_data(partial(self._fixed_batches, exp_dataset, offset))
+            ctx.bind_task_data(partial(self._fixed_batches, exp_dataset, offset, task_seed(cfg.seed, t)))
             method.before_task(task)
             if method.trains:
-                self._train_task(method, ctx, task, exp_dataset, offset, steps, cfg.seed)
+                self._train_task(method, ctx, task, exp_dataset, offset, schedule, cfg.seed)
             method.after_task(task)
             ctx.weights_changed()
             ctx.bind_task_data(None)
@@ -254,29 +256,35 @@ class Engine:
         return self._bench_cache[key]
 
     def _steps(self, n_examples: int) -> int:
+        """The schedule length N of one task (warm-up + cosine span); ``train.final_step`` adds step N."""
         tcfg = self.train_cfg
         if tcfg.iterations is not None:
             return int(tcfg.iterations)
         return int(tcfg.epochs or 1) * math.ceil(n_examples / tcfg.batch_size)
 
-    def _fixed_batches(self, dataset: Any, offset: int, max_batches: int | None) -> Iterator[Batch]:
-        loader = make_loader(dataset, self.train_cfg.batch_size, self.device, num_workers=self.train_cfg.num_workers)
-        for i, (images, labels) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                return
+    def _fixed_batches(self, dataset: Any, offset: int, seed: int, max_batches: int | None) -> Iterator[Batch]:
+        """The task's data in order, each draw seeded from (task seed, position): a fixed pass (Fisher, herding)."""
+        sampler = StepBatches(len(dataset), self.train_cfg.batch_size, derive_seed(seed, 2), steps=max_batches,
+                              shuffle=False)
+        for images, labels in step_loader(dataset, sampler, self.device, self.train_cfg.num_workers):
             yield Batch(images.to(self.device), (labels - offset).to(self.device))
 
+    def train_batches(self, dataset: Any, task: TaskState, seed: int, start: int = 0) -> DataLoader:
+        """Batches ``start .. task.steps - 1`` of a task: a pure function of (seed, task, step)."""
+        sampler = StepBatches(len(dataset), self.train_cfg.batch_size, task_seed(seed, task.index), steps=task.steps,
+                              start=start)
+        return step_loader(dataset, sampler, self.device, self.train_cfg.num_workers)
+
     def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
-                    steps: int, seed: int) -> None:
+                    schedule: int, seed: int) -> None:
+        """``task.steps`` optimizer steps under the warm-up + cosine schedule of length ``schedule``."""
         tcfg = self.train_cfg
+        steps = task.steps
         params = [p for _, p in trainable_parameters(ctx.model)]
         lr = task.spec.lr if task.spec.lr is not None else tcfg.lr
         optimizer = torch.optim.AdamW(params, lr=lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps,
                                       weight_decay=tcfg.weight_decay)
-        generator = torch.Generator().manual_seed(task_seed(seed, task.index))
-        loader = make_loader(dataset, tcfg.batch_size, self.device, shuffle=True, generator=generator,
-                             num_workers=tcfg.num_workers)
-        batches = cycle(loader)
+        batches = iter(self.train_batches(dataset, task, seed))
         scaler = ctx.scaler
         self._started_training = True
         bar = None
@@ -287,7 +295,7 @@ class Engine:
                        disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
         ctx.model.train()
         for step in range(steps):
-            set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, steps))
+            set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, schedule))
             images, labels = next(batches)
             batch = Batch(images.to(self.device, non_blocking=True), (labels - offset).to(self.device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)

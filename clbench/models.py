@@ -138,12 +138,32 @@ def _hf_home() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
+TRAIN_CROP_SCALE = (0.9, 1.0)  # ZSCL mtil/clip/clip.py:67, GIFT clip/clip.py:67
+
+
+def train_transform(image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    """The reference training preprocess: bicubic random resized crop, RGB, ``ToTensor``, normalisation."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.RandomResizedCrop(image_size, scale=TRAIN_CROP_SCALE, interpolation=T.InterpolationMode.BICUBIC),
+        _convert_to_rgb,
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+
+
+def _convert_to_rgb(image: Any) -> Any:
+    return image.convert("RGB")
+
+
 def load_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
                download: bool = False) -> LoadedModel:
     """Create an open_clip model, its tokenizer and transforms; frozen ``logit_scale`` (ZSCL/GIFT).
 
-    Training uses the evaluation transform too (resize + centre crop), as OpenAI's ``clip.load`` gives ZSCL and
-    GIFT a single preprocess; no random augmentation.
+    Transforms as the reference code's ``clip.load`` (ZSCL ``mtil/clip/clip.py:63-80``, the same in
+    ``cil/clip/clip.py`` and GIFT ``clip/clip.py``): training with ``RandomResizedCrop(scale=(0.9, 1.0))``,
+    evaluation with ``Resize`` + ``CenterCrop`` (open_clip's eval preprocess, the same pipeline).
     """
     import open_clip
 
@@ -170,5 +190,6 @@ def load_model(name: str, pretrained: str | None = None, device: str | torch.dev
     image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
     mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
     std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
-    transforms = Transforms(train=preprocess_eval, eval=preprocess_eval, image_size=image_size, mean=mean, std=std)
+    transforms = Transforms(train=train_transform(image_size, mean, std), eval=preprocess_eval,
+                            image_size=image_size, mean=mean, std=std, train_crop_scale=TRAIN_CROP_SCALE)
     return LoadedModel(model=model, tokenizer=tokenizer, transforms=transforms, name=name, pretrained=pretrained)

@@ -176,8 +176,8 @@ class Gift(Method):
 
     Same values, faster than the code: the frozen teacher's features of the task's synthetic images and
     prompts are computed once per task, and the student encodes each distinct prompt of a batch once.
-    Deviations: see ``README`` "Synthetic data (GIFT)" (the engine's ``iterations`` steps instead of
-    ``iterations + 1``; ``static_awc`` without the skipped ``zero_grad``; all-zero gradients get 1e-6, not NaN).
+    The engine takes the code's ``iterations + 1`` steps (``train.final_step``). Deviations: see ``README``
+    "Synthetic data (GIFT)" (``static_awc`` without the skipped ``zero_grad``; all-zero gradients get 1e-6, not NaN).
     """
 
     paper: ClassVar[str] = ("Wu, Shi, Wang, Ye, Synthetic Data is an Elegant GIFT for Continual Vision-Language "

@@ -71,10 +71,12 @@ class ZSCL(Method):
     (the code re-encodes them every iteration) and the teacher's image features are cached per reference
     image; the teacher runs under ``inference_mode`` (and bf16 autocast on CUDA, as the student does).
 
-    Deviations from the reference code:
-    - The code loops over ``iterations + 1`` steps and averages at step 0, 100, ..., 1000 (11 snapshots plus
-      the start); the engine runs ``iterations`` steps, so the average is taken at steps 0, avg_freq, ... and
-      at the last step — the same count, and the final weights are included.
+    Averaging schedule as the code: the engine takes ``iterations + 1`` steps (``train.final_step``, the code's
+    ``range(total_iterations + 1)``) and the average absorbs the weights after step ``i`` whenever
+    ``i % avg_freq == 0`` (MTIL: 0, 100, ..., 1000, i.e. 11 snapshots plus the start; CIL with 79 steps and
+    ``avg_freq`` 10: 0, 10, ..., 70, so the last weights are not included, as in the code).
+
+    Declared deviation from the reference code:
     - The reference images are whatever the benchmark offers (the world's corpus) or the user's folder, and
       the captions any one-per-line file (the code: ImageNet train images, Conceptual Captions captions).
     """
@@ -137,7 +139,8 @@ class ZSCL(Method):
         return {"loss": float(loss.detach()), **logs}
 
     def after_step(self, task: TaskState, step: int) -> None:
-        if self.average is not None and (step % self.config.avg_freq == 0 or step == task.steps - 1):
+        # mtil/src/models/finetune.py:310 and cil/continual_clip/models.py:274: ``iteration % avg_freq == 0`` only
+        if self.average is not None and step % self.config.avg_freq == 0:
             self.average.update(self.model)
 
     def after_task(self, task: TaskState) -> None:

@@ -31,10 +31,15 @@ def normalise(images: torch.Tensor, mean: Sequence[float] = CLIP_MEAN,
 
 
 class ImageLabelDataset(Dataset):
-    """(normalised image, int label) items over a uint8 image tensor; ``targets`` for Avalanche."""
+    """(normalised image, int label) items over a uint8 image tensor; ``targets`` for Avalanche.
+
+    ``crop_scale`` (training sets): the reference code's augmentation on the uint8 image, a bicubic
+    ``RandomResizedCrop`` back to the image's size with that area range, drawn from torch's global RNG.
+    """
 
     def __init__(self, images: torch.Tensor, labels: Sequence[int] | torch.Tensor,
-                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> None:
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD,
+                 crop_scale: tuple[float, float] | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError("images must be a uint8 (N, 3, H, W) tensor")
         self.images = images
@@ -43,12 +48,19 @@ class ImageLabelDataset(Dataset):
             raise ValueError(f"{len(images)} images but {len(self.targets)} labels")
         self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.crop = None
+        if crop_scale is not None:
+            from torchvision import transforms as T
+
+            self.crop = T.RandomResizedCrop(images.shape[-1], scale=crop_scale,
+                                            interpolation=T.InterpolationMode.BICUBIC, antialias=True)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = (self.images[index].float() / 255.0 - self._mean) / self._std
+        raw = self.images[index] if self.crop is None else self.crop(self.images[index])
+        image = (raw.float() / 255.0 - self._mean) / self._std
         return image, int(self.targets[index])
 
 
