@@ -30,6 +30,7 @@ STEPS = {"cifar100_10": 10, "cifar100_20": 20, "cifar100_50": 50}
 class Cifar100Options:
     root: str = field(default_factory=default_root)  # holds cifar-100-python/
     download: bool = False  # let torchvision fetch the archive (needs internet)
+    eval_transform: str = "eval"  # "train": evaluate with the training transform, as ZSCL's CIL code
 
     def missing_data(self) -> list[Missing]:
         base = resolve_root(self.root) / FOLDER
@@ -49,7 +50,7 @@ def build(options: Cifar100Options, transforms: Transforms, name: str, steps: in
     return Benchmark.class_incremental(
         name, tasks,
         LabeledView(train, remap_labels(train.targets, order), transforms.train),
-        LabeledView(test, remap_labels(test.targets, order), transforms.eval),
+        LabeledView(test, remap_labels(test.targets, order), transforms.for_test(options.eval_transform)),
         info={"class_order": order, "source": "iCaRL order (Rebuffi et al., 2017)"},
     )
 

@@ -45,6 +45,7 @@ def class_order() -> list[int]:
 class TinyImageNetOptions:
     root: str = field(default_factory=default_root)  # holds tiny-imagenet-200/
     class_names: str = "clip"  # clip (ZSCL's names) | words (first synonym in words.txt)
+    eval_transform: str = "eval"  # "train": evaluate with the training transform, as ZSCL's CIL code
 
     def missing_data(self) -> list[Missing]:
         base = resolve_root(self.root) / fmt.FOLDER
@@ -80,7 +81,7 @@ def build(options: TinyImageNetOptions, transforms: Transforms, name: str, steps
     return Benchmark.class_incremental(
         name, tasks,
         ImageFiles(train_paths, remap_labels(train_labels, order), transforms.train),
-        ImageFiles(test_paths, remap_labels(test_labels, order), transforms.eval),
+        ImageFiles(test_paths, remap_labels(test_labels, order), transforms.for_test(options.eval_transform)),
         info={"class_order": order, "wnids": wnids},
     )
 

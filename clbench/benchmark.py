@@ -60,6 +60,16 @@ class Transforms:
     std: tuple[float, float, float]
     train_crop_scale: tuple[float, float] | None = None  # None: no training augmentation
 
+    def for_test(self, which: str) -> Callable[[Any], torch.Tensor]:
+        """The test sets' transform: ``eval`` (Resize + CenterCrop), or ``train``, the quirk of ZSCL's CIL code
+        (``cil/main.py:31-33`` passes ``model.transforms``, the training transform of ``cil/clip/clip.py:233-235``,
+        to the test sets: an unseeded random crop at test time), for reproducing its published rows."""
+        if which not in ("eval", "train"):
+            from clbench.errors import UserError
+
+            raise UserError(f"benchmark.eval_transform must be eval or train, not {which!r}")
+        return self.eval if which == "eval" else self.train
+
 
 @dataclass
 class Benchmark:

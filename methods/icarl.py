@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from clbench.errors import UserError
 from clbench.losses import feature_distillation, masked_cross_entropy
 from clbench.method import Batch, Method, TaskState
 from clbench.methods.lwf import teacher_image_features
@@ -16,18 +17,42 @@ from clbench.registry import register_method
 
 @dataclass
 class ICaRLConfig:
-    memory_size: int = 10000  # exemplars in total (ZSCL ``--memory_size``: 10,000 MTIL; 2,000 class-incremental)
-    replay_batch_size: int | None = None  # exemplars per step (None: the task batch size)
-    replay_weight: float = 1.0  # CE of the exemplars against their own task's classes
+    memory_size: int = 10000  # K exemplars (MTIL ``--memory_size``, mtil/src/args.py:110; CIL code 5000,
+    # cil/continual_clip/dynamic_dataset.py:20). New task t keeps K - K//t, older sets K//t each, as the code.
+    teacher: str = "initial"  # MTIL icarl.py:105-111: no --ref-model, the zero-shot CLIP; "previous": the
+    # model at the start of the task (the CIL code's intent, cil/continual_clip/models.py:121-128)
+    memory_timing: str = "after_task"  # MTIL: exemplars of a task chosen after training it, with the trained
+    # model (icarl.py:30-40); "before_task": the CIL code chooses them from the task about to be trained, with
+    # the model at its start, and distils on them from the first task on (models.py:58-59, 143)
+    herd_first_task: bool = False  # MTIL keeps the first K images of the first task (dynamic_dataset.py:21-25);
+    # the CIL code herds there too (m = K, dynamic_dataset.py:62-63)
+    candidates: int = 30000  # only a task's first N training images are candidates (MTIL dynamic_dataset.py:88;
+    # CIL 10000, dynamic_dataset.py:88)
+    replay_batch_size: int | None = None  # exemplars per step (None: the task batch size, ``batch(ref, bs)``)
+    replay_weight: float = 0.0  # >0: CE of the exemplars against their own task's classes (iCaRL's paper);
+    # neither ZSCL tree classifies exemplars, they only distil on them
     temperature: float = 2.0
     image_weight: float = 1.0  # distillation on the exemplars (the CIL code uses 5)
     text_weight: float = 1.0
+    # The code's bugs: the herding loop indexes the shrinking feature array but reads the full image list
+    # (dynamic_dataset.py:69-84, both trees), and with teacher "previous" the CIL teacher shares the student's
+    # storage (models.py:127-128: zero distillation gradient). True reproduces both.
+    reference_quirks: bool = False
+
+    def validate(self) -> None:
+        if self.teacher not in ("initial", "previous"):
+            raise UserError(f"icarl.teacher must be initial or previous, not {self.teacher!r}")
+        if self.memory_timing not in ("after_task", "before_task"):
+            raise UserError(f"icarl.memory_timing must be after_task or before_task, not {self.memory_timing!r}")
+        if self.memory_size <= 0 or self.candidates <= 0:
+            raise UserError("icarl.memory_size and icarl.candidates must be positive")
 
 
 def herding(features: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of ``count`` rows chosen greedily so their running mean tracks the mean of all rows (iCaRL).
 
-    Step k picks the unchosen x minimising ||mu - (sum of chosen + x) / k||; features are L2-normalised first.
+    Step k picks the unchosen x minimising ||mu - (sum of chosen + x) / k||; features are L2-normalised first
+    (dynamic_dataset.py:63-84). Ties go to the first row, as ``np.argmin``.
     """
     feats = F.normalize(features.float(), dim=-1)
     mu = feats.mean(dim=0)
@@ -35,7 +60,7 @@ def herding(features: torch.Tensor, count: int) -> torch.Tensor:
     total = torch.zeros_like(mu)
     available = torch.ones(len(feats), dtype=torch.bool, device=feats.device)
     for k in range(1, min(count, len(feats)) + 1):
-        dist = (mu - (total + feats) / k).norm(dim=1).masked_fill(~available, float("inf"))
+        dist = (mu - (total + feats) / k).pow(2).sum(1).masked_fill(~available, float("inf"))
         i = int(dist.argmin())
         chosen.append(i)
         available[i] = False
@@ -43,31 +68,35 @@ def herding(features: torch.Tensor, count: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
-def keep_per_class(keys: torch.Tensor, quota: int) -> torch.Tensor:
-    """Mask keeping the first ``quota`` entries of every key, in storage (herding) order."""
-    keep = torch.zeros(len(keys), dtype=torch.bool)
-    for key in keys.unique():
-        rows = (keys == key).nonzero().flatten()
-        keep[rows[:quota]] = True
-    return keep
+def shrunken_positions(chosen: torch.Tensor) -> torch.Tensor:
+    """Where the code reads each herded image: the row's position in the feature array after the earlier
+    picks were deleted (``np.delete``), used as an index into the full image list (dynamic_dataset.py:75-84)."""
+    out = []
+    for k, i in enumerate(chosen.tolist()):
+        out.append(i - int((chosen[:k] < i).sum()))
+    return torch.tensor(out, dtype=torch.long)
 
 
 @register_method("icarl")
 class ICaRL(Method):
-    """iCaRL (Rebuffi et al., CVPR 2017) as a CLIP baseline of ZSCL (Zheng et al., ICCV 2023).
+    """iCaRL (Rebuffi et al., CVPR 2017) as ZSCL's code runs it for CLIP (``mtil/src/models/icarl.py``,
+    ``mtil/src/dynamic_dataset.py``; CIL ``cil/continual_clip/models.py``, ``dynamic_dataset.py``).
 
-    Memory: after each task its classes get exemplars chosen by herding on the trained model's normalised
-    image features, ``memory_size // classes seen`` per class, older classes trimmed to the same quota
-    (their herding order is kept). Training of task t > 1: teacher = the frozen model at the start of the
-    task; each step draws a replay batch from the memory. Loss = CE_task + replay_weight * CE(exemplars
-    against their own task's prompts, student encoders) + w_img L_img + w_txt L_txt, the distillation
-    (:func:`clbench.losses.feature_distillation`, T = 2) on the exemplars against the teacher's embeddings
-    of the current task's prompts, as the CIL code (``models.py``, ``method: iCaRL``) does.
+    Memory: one exemplar set per task, K = ``memory_size`` in total as the code counts it: when task t arrives
+    the older sets are cut to their first K//t exemplars and the new one gets K - K//t (so the memory holds
+    more than K after the second task, as in the code), chosen by herding over the normalised image features of
+    the task's first ``candidates`` training images, the first task's set being its first K images (MTIL) or
+    herded too (``herd_first_task``, CIL). Training: the exemplars are visited in storage order, one batch per
+    step (``batch(ref_images, batch_size)``, cycled); Loss = CE_task + w_img L_img + w_txt L_txt on the
+    exemplars (:func:`clbench.losses.feature_distillation`, T = 2) against the teacher's embeddings of the
+    current task's prompts; teacher = the zero-shot CLIP (MTIL, ``teacher="initial"``) or the model at the
+    start of the task (CIL, ``"previous"``). ``replay_weight`` > 0 adds the paper's exemplar classification.
 
-    Deviations: ZSCL's MTIL iCaRL (``src/models/icarl.py``, ``--memory_size 10000``) is not in the public
-    snapshot we could read, so this follows the CIL code plus the replay of exemplars in the task loss
-    (iCaRL's "exemplars mixed into training batches"; the CIL code only distils on them) with weight 1 and
-    distillation weights 1 (MTIL convention; the CIL code uses 5). Exemplars are stored as fp16 tensors.
+    Declared deviations: the code stores exemplars through the evaluation transform (MTIL) or one random crop
+    (CIL); here they are the engine's seeded training draw of each image (one crop of 90-100%), as fp16. The
+    MTIL script ``mtil/scripts/icarl.sh`` is a 5-iteration smoke command without ``--image_loss``/``--text_loss``;
+    the weights 1/1 are those of the other MTIL scripts. ``reference_quirks=True`` reproduces the herding
+    indexing bug and, with ``teacher="previous"``, the CIL teacher that shares the student's storage.
     """
 
     paper: ClassVar[str] = ("Rebuffi et al., iCaRL: Incremental Classifier and Representation Learning, CVPR 2017 "
@@ -76,19 +105,40 @@ class ICaRL(Method):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.images = torch.empty(0, dtype=torch.float16)  # (N, 3, H, W) exemplars, CPU
-        self.tasks = torch.empty(0, dtype=torch.long)  # task index of each exemplar
+        config.validate()
+        self.images = torch.empty(0, dtype=torch.float16)  # (N, 3, H, W) exemplars, CPU, in storage order
+        self.tasks = torch.empty(0, dtype=torch.long)  # task index of each exemplar (its set)
         self.labels = torch.empty(0, dtype=torch.long)  # label within its task
         self.task_prompts: list[list[str]] = []  # per task seen: its class prompts (first template)
         self.teacher: torch.nn.Module | None = None
+        self.cursor = 0  # next exemplar of the storage-order walk
 
     def before_task(self, task: TaskState) -> None:
-        self._generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        self.teacher = self.ctx.frozen_copy() if len(self.images) else None
-        if self.teacher is not None:
-            prompts = [task.train_template.format(c) for c in task.train_class_names]
-            with self.ctx.autocast():
-                self.teacher_text = self.ctx.encode_texts(self.teacher, prompts)
+        cfg: ICaRLConfig = self.config
+        self.task_prompts.append([task.train_template.format(c) for c in task.train_class_names])
+        if cfg.memory_timing == "before_task":
+            self.update_memory(task)
+        self.teacher = None
+        if len(self.images):
+            if cfg.teacher == "initial":
+                self.teacher = self.ctx.initial_model()
+            else:
+                self.teacher = self.model if cfg.reference_quirks else self.ctx.frozen_copy()
+            self.cursor = 0  # a fresh ``batch(ref_images)`` generator per task
+            self.encode_teacher_text(task)
+
+    def encode_teacher_text(self, task: TaskState) -> None:
+        assert self.teacher is not None
+        with self.ctx.autocast():
+            self.teacher_text = self.ctx.encode_texts(self.teacher, self.task_prompts[task.index])
+
+    def next_exemplars(self, count: int) -> torch.Tensor:
+        """Positions of the next ``count`` exemplars in storage order; a short batch ends a pass (``batch()``)."""
+        if self.cursor >= len(self.images):
+            self.cursor = 0
+        pick = torch.arange(self.cursor, min(self.cursor + count, len(self.images)))
+        self.cursor += len(pick)
+        return pick
 
     def replay_loss(self, images: torch.Tensor, tasks: torch.Tensor, labels: torch.Tensor,
                     image_features: torch.Tensor) -> torch.Tensor:
@@ -108,52 +158,73 @@ class ICaRL(Method):
         ce = self.task_loss(batch, task)
         loss, logs = ce, {"ce": float(ce.detach())}
         if self.teacher is not None:
-            n = min(len(self.images), cfg.replay_batch_size or len(batch.images))
-            pick = torch.randperm(len(self.images), generator=self._generator)[:n]
+            if self.teacher is self.model:  # the shared teacher moves every step (models.py:246-250)
+                self.encode_teacher_text(task)
+            pick = self.next_exemplars(cfg.replay_batch_size or len(batch.images))
             images = self.images[pick].to(self.ctx.device, non_blocking=True).float()
             feats = F.normalize(self.model.encode_image(images), dim=-1)
-            replay = self.replay_loss(images, self.tasks[pick], self.labels[pick].to(self.ctx.device), feats)
             teacher = teacher_image_features(self.teacher, images)
             l_img, l_txt = feature_distillation(feats, teacher, self.teacher_text, self.ctx.logit_scale(self.model),
                                                 cfg.temperature)
-            loss = ce + cfg.replay_weight * replay + cfg.image_weight * l_img + cfg.text_weight * l_txt
-            logs.update(replay=float(replay.detach()), distill_image=float(l_img.detach()),
-                        distill_text=float(l_txt.detach()))
+            loss = ce + cfg.image_weight * l_img + cfg.text_weight * l_txt
+            logs.update(distill_image=float(l_img.detach()), distill_text=float(l_txt.detach()))
+            if cfg.replay_weight:
+                replay = self.replay_loss(images, self.tasks[pick], self.labels[pick].to(self.ctx.device), feats)
+                loss = loss + cfg.replay_weight * replay
+                logs["replay"] = float(replay.detach())
         self.ctx.backward(loss)
         return {"loss": float(loss.detach()), **logs}
 
     @torch.no_grad()
     def after_task(self, task: TaskState) -> None:
         self.teacher = None
-        self.task_prompts.append([task.train_template.format(c) for c in task.train_class_names])
-        quota = self.config.memory_size // sum(len(p) for p in self.task_prompts)
-        keep = keep_per_class(self.tasks * 100_000 + self.labels, quota)
-        self.images, self.tasks, self.labels = self.images[keep], self.tasks[keep], self.labels[keep]
-        order, labels = self.select(len(task.train_class_names), quota)
-        images = self.gather(order)
+        if self.config.memory_timing == "after_task":
+            self.update_memory(task)
+
+    @torch.no_grad()
+    def update_memory(self, task: TaskState) -> None:
+        """Cut the older sets to K//t, add the task's K - K//t exemplars (``reduceExampleSet`` /
+        ``constructExampleSet``, dynamic_dataset.py:33-86); the first set: its first K images, or herded."""
+        cfg: ICaRLConfig = self.config
+        sets = int(self.tasks.max()) + 1 if len(self.tasks) else 0
+        t = sets + 1
+        if sets:
+            keep = torch.zeros(len(self.tasks), dtype=torch.bool)
+            for s in range(sets):
+                keep[(self.tasks == s).nonzero().flatten()[:cfg.memory_size // t]] = True
+            self.images, self.tasks, self.labels = self.images[keep], self.tasks[keep], self.labels[keep]
+        quota = cfg.memory_size - cfg.memory_size // t or cfg.memory_size
+        if sets == 0 and not cfg.herd_first_task:
+            order = torch.arange(min(cfg.memory_size, cfg.candidates))
+            labels, images = self.gather(order)
+        else:
+            feats = self.candidate_features()
+            chosen = herding(feats, quota)
+            order = shrunken_positions(chosen) if cfg.reference_quirks else chosen
+            labels, images = self.gather(order)
         self.images = images if not len(self.images) else torch.cat([self.images, images])
-        self.tasks = torch.cat([self.tasks, torch.full((len(order),), len(self.task_prompts) - 1)])
+        self.tasks = torch.cat([self.tasks, torch.full((len(order),), task.index, dtype=torch.long)])
         self.labels = torch.cat([self.labels, labels])
 
-    def select(self, num_classes: int, quota: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Herding over the task's data in its fixed order: (chosen positions, their labels), class by class."""
-        feats, labels = [], []
+    def candidate_features(self) -> torch.Tensor:
+        """Image features of the task's first ``candidates`` training images, by the model as it is now."""
+        feats, seen = [], 0
         for b in self.ctx.task_batches():
             with self.ctx.autocast():
                 feats.append(self.model.encode_image(b.images).float().cpu())
-            labels.append(b.labels.cpu())
-        all_feats, all_labels = torch.cat(feats), torch.cat(labels)
-        chosen = [torch.empty(0, dtype=torch.long)]
-        for c in range(num_classes):
-            rows = (all_labels == c).nonzero().flatten()
-            chosen.append(rows[herding(all_feats[rows], quota)] if len(rows) else rows)
-        order = torch.cat(chosen)
-        return order, all_labels[order]
+            seen += len(b.images)
+            if seen >= self.config.candidates:
+                break
+        return torch.cat(feats)[:self.config.candidates]
 
-    def gather(self, order: torch.Tensor) -> torch.Tensor:
-        """The images at positions ``order`` of the task's fixed-order data, as fp16 on the CPU."""
+    def gather(self, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels, fp16 CPU images) at positions ``order`` of the task's fixed-order data, in that order;
+        positions past the end of the data are dropped."""
         slot = {int(p): i for i, p in enumerate(order)}
+        last = int(order.max()) if len(order) else -1
         out: torch.Tensor | None = None
+        labels = torch.zeros(len(order), dtype=torch.long)
+        filled = torch.zeros(len(order), dtype=torch.bool)
         start = 0
         for b in self.ctx.task_batches():
             if out is None:
@@ -162,13 +233,19 @@ class ICaRL(Method):
             if hits:
                 src, dst = zip(*hits, strict=True)
                 out[list(dst)] = b.images[list(src)].to("cpu", torch.float16)
+                labels[list(dst)] = b.labels[list(src)].cpu()
+                filled[list(dst)] = True
             start += len(b.images)
+            if start > last:
+                break
         assert out is not None
-        return out
+        return labels[filled], out[filled]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "tasks": self.tasks, "labels": self.labels, "task_prompts": self.task_prompts}
+        return {"images": self.images, "tasks": self.tasks, "labels": self.labels, "task_prompts": self.task_prompts,
+                "cursor": self.cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.images, self.tasks, self.labels = state["images"], state["tasks"], state["labels"]
         self.task_prompts = [list(p) for p in state["task_prompts"]]
+        self.cursor = int(state.get("cursor", 0))

@@ -19,6 +19,10 @@ class LwFConfig:
     temperature: float = 2.0  # ZSCL ``--T``
     image_weight: float = 1.0  # MTIL scripts (the CIL code uses 5)
     text_weight: float = 1.0  # MTIL scripts (the CIL code uses 5)
+    # The CIL code's teacher shares the student's storage (cil/continual_clip/models.py:127-128,
+    # ``param_q.data = param_k.data``): the distillation has zero gradient and a step equals fine-tuning's.
+    # True reproduces that (the published CIL LwF / LwF-VR / iCaRL rows); False distils from a frozen copy.
+    reference_quirks: bool = False
 
 
 def teacher_image_features(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -44,6 +48,9 @@ class LwF(Method):
     - The released MTIL script passes ``--fair`` (training data padded with 100 ImageNet classes x 50 images
       and their labels); that is not reproduced: every method sees the same task data here.
     - The teacher's text embeddings are encoded once per task instead of at every iteration (same values).
+
+    ``reference_quirks=True`` (the CIL code): the teacher *is* the student (shared storage), its text
+    embeddings are re-encoded every step as the code does, and the distillation's gradient vanishes.
     """
 
     paper: ClassVar[str] = ("Li & Hoiem, Learning without Forgetting, ECCV 2016 — CLIP variant of Zheng et al., "
@@ -61,12 +68,14 @@ class LwF(Method):
         return self.ctx.encode_texts(self.teacher, prompts)
 
     def before_task(self, task: TaskState) -> None:
-        self.teacher = self.ctx.frozen_copy()
+        self.teacher = self.model if self.config.reference_quirks else self.ctx.frozen_copy()
         with self.ctx.autocast():
             self.teacher_text = self.reference_texts(task)
 
     def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
         cfg: LwFConfig = self.config
+        if cfg.reference_quirks:  # the shared teacher moves every step: its embeddings too (models.py:246-250)
+            self.teacher_text = self.reference_texts(task)
         assert self.teacher is not None and self.teacher_text is not None
         model = self.model
         text = self.ctx.text_features(model, task.train_class_names, (task.train_template,), grad=True)

@@ -20,6 +20,10 @@ class LwFVRConfig:
     text_weight: float = 1.0
     num_sentences: int = 1000  # ZSCL ``virtual_vocab(n_class=1000)``
     sentence_length: int = 10  # random tokens per sentence (``length=10``)
+    # The CIL code calls ``virtual_vocab()`` at every task (cil/continual_clip/models.py:160): new sentences
+    # per task. The MTIL scripts run one process per task from seed 42 (mtil/src/main.py:23): the same draw.
+    redraw_sentences: bool = False
+    reference_quirks: bool = False  # as LwF: the CIL code's teacher shares the student's storage
 
 
 def virtual_vocabulary(num: int, length: int, vocab_size: int, sot: int, eot: int, context_length: int,
@@ -48,7 +52,8 @@ class LwFVR(LwF):
     Deviations from the reference code: as :class:`methods.lwf.LwF` (training batch reused as the
     distillation batch, no ``--fair`` ImageNet padding); the teacher embeds the random sentences once per
     task rather than at every iteration; the sentences are drawn from the run's seed and saved with the
-    method state (the reference redraws them per task process from a fixed seed, i.e. the same ones).
+    method state (MTIL: drawn once per run, as its per-task processes all start from seed 42;
+    ``redraw_sentences=True``, the CIL setting, draws new ones at every task as the CIL code does).
     """
 
     paper: ClassVar[str] = ("Ding et al., Don't Stop Learning: Towards Continual Learning for the CLIP Model, "
@@ -58,6 +63,15 @@ class LwFVR(LwF):
     tokens: torch.Tensor | None = None
 
     def before_run(self) -> None:
+        self.draw_sentences()
+
+    def before_task(self, task: TaskState) -> None:
+        if self.config.redraw_sentences and task.index > 0:
+            self.draw_sentences()
+        super().before_task(task)
+
+    def draw_sentences(self) -> None:
+        """``virtual_vocab()``: 1,000 sentences of random token ids, from the run's RNG."""
         cfg: LwFVRConfig = self.config
         empty = self.ctx.tokenize([""])[0]  # [SOT, EOT, 0, ...] gives the special ids and the context length
         vocab = getattr(self.model, "vocab_size", None) or len(self.ctx.tokenizer.encoder)

@@ -65,3 +65,22 @@ def test_missing_cifar100(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     code = data_check(argparse.Namespace(benchmark="cifar100_10", root=str(tmp_path), overrides=[]))
     out = capsys.readouterr().out
     assert code == 1 and str(tmp_path / "cifar-100-python" / "meta") in out and "download=true" in out
+
+
+def test_eval_transform_train_reproduces_the_cil_code(root: Path) -> None:
+    """benchmark.eval_transform=train: the test set goes through the training transform (ZSCL cil/main.py:31-33)."""
+    import dataclasses
+
+    import torch
+
+    from clbench.errors import UserError
+
+    base = fake.tiny_transforms()
+    flipped = dataclasses.replace(base, train=lambda image: torch.full((3, 8, 8), 7.0))
+    bench_def = BENCHMARKS.get("cifar100_10")
+    quirky = bench_def.build(bench_def.options(root=str(root), eval_transform="train"), flipped)
+    normal = bench_def.build(bench_def.options(root=str(root)), flipped)
+    assert torch.equal(quirky.test_datasets[0][0][0], torch.full((3, 8, 8), 7.0))
+    assert not torch.equal(normal.test_datasets[0][0][0], torch.full((3, 8, 8), 7.0))
+    with pytest.raises(UserError, match="benchmark.eval_transform must be eval or train"):
+        bench_def.build(bench_def.options(root=str(root), eval_transform="test"), flipped)

@@ -18,7 +18,8 @@ from clbench.runner import resolve
 CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "lwf": ({}, {"ce", "distill_image", "distill_text"}),
     "lwf_vr": ({"num_sentences": 20}, {"ce", "distill_image", "distill_text"}),
-    "icarl": ({"memory_size": 30, "replay_batch_size": 8}, {"ce", "replay", "distill_image", "distill_text"}),
+    "icarl": ({"memory_size": 30, "replay_batch_size": 8, "replay_weight": 1.0},
+              {"ce", "replay", "distill_image", "distill_text"}),
     "wise_ft": ({}, set()),
     "l2": ({}, {"ce", "l2"}),
     "ewc": ({"fisher_batches": 2}, {"ce", "ewc"}),

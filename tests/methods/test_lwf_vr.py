@@ -37,3 +37,15 @@ def test_sentences_are_drawn_once_and_restored_on_resume(tiny: Tiny) -> None:
     resumed.before_run()
     resumed.load_state_dict(state)
     assert torch.equal(resumed.tokens, method.tokens)
+
+
+def test_cil_setting_redraws_the_sentences_every_task(tiny: Tiny) -> None:
+    """ZSCL's CIL code calls ``virtual_vocab()`` in every task's ``train`` (cil/continual_clip/models.py:160)."""
+    for redraw in (False, True):
+        method = LwFVR(LwFVRConfig(num_sentences=30, redraw_sentences=redraw), tiny.ctx)
+        method.before_run()
+        drawn = []
+        for t in range(2):
+            method.before_task(make_task(t, ("cat", "dog")))
+            drawn.append(method.tokens.clone())
+        assert torch.equal(drawn[0], drawn[1]) != redraw
