@@ -25,9 +25,9 @@ class ICaRLConfig:
     # model (icarl.py:30-40); "before_task": the CIL code chooses them from the task about to be trained, with
     # the model at its start, and distils on them from the first task on (models.py:58-59, 143)
     herd_first_task: bool = False  # MTIL keeps the first K images of the first task (dynamic_dataset.py:21-25);
-    # the CIL code herds there too (m = K, dynamic_dataset.py:62-63)
-    candidates: int = 30000  # only a task's first N training images are candidates (MTIL dynamic_dataset.py:88;
-    # CIL 10000, dynamic_dataset.py:88)
+    # the CIL code herds there too (m = K, cil/continual_clip/dynamic_dataset.py:63-66)
+    candidates: int = 30000  # only a task's first N training images are candidates (MTIL dynamic_dataset.py:95;
+    # CIL 10000, dynamic_dataset.py:95)
     replay_batch_size: int | None = None  # exemplars per step (None: the task batch size, ``batch(ref, bs)``)
     replay_weight: float = 0.0  # >0: CE of the exemplars against their own task's classes (iCaRL's paper);
     # neither ZSCL tree classifies exemplars, they only distil on them
@@ -35,7 +35,8 @@ class ICaRLConfig:
     image_weight: float = 1.0  # distillation on the exemplars (the CIL code uses 5)
     text_weight: float = 1.0
     # The code's bugs: the herding loop indexes the shrinking feature array but reads the full image list
-    # (dynamic_dataset.py:69-84, both trees), and with teacher "previous" the CIL teacher shares the student's
+    # (cil/continual_clip/dynamic_dataset.py:69-85,
+    # mtil/src/dynamic_dataset.py:64-80), and with teacher "previous" the CIL teacher shares the student's
     # storage (models.py:127-128: zero distillation gradient). True reproduces both.
     reference_quirks: bool = False
 
@@ -52,7 +53,7 @@ def herding(features: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of ``count`` rows chosen greedily so their running mean tracks the mean of all rows (iCaRL).
 
     Step k picks the unchosen x minimising ||mu - (sum of chosen + x) / k||; features are L2-normalised first
-    (dynamic_dataset.py:63-84). Ties go to the first row, as ``np.argmin``.
+    (cil/continual_clip/dynamic_dataset.py:58-85). Ties go to the first row, as ``np.argmin``.
     """
     feats = F.normalize(features.float(), dim=-1)
     mu = feats.mean(dim=0)
@@ -70,7 +71,8 @@ def herding(features: torch.Tensor, count: int) -> torch.Tensor:
 
 def shrunken_positions(chosen: torch.Tensor) -> torch.Tensor:
     """Where the code reads each herded image: the row's position in the feature array after the earlier
-    picks were deleted (``np.delete``), used as an index into the full image list (dynamic_dataset.py:75-84)."""
+    picks were deleted (``np.delete``), used as an index into the full image list
+    (cil/continual_clip/dynamic_dataset.py:69-85)."""
     out = []
     for k, i in enumerate(chosen.tolist()):
         out.append(i - int((chosen[:k] < i).sum()))
@@ -184,7 +186,7 @@ class ICaRL(Method):
     @torch.no_grad()
     def update_memory(self, task: TaskState) -> None:
         """Cut the older sets to K//t, add the task's K - K//t exemplars (``reduceExampleSet`` /
-        ``constructExampleSet``, dynamic_dataset.py:33-86); the first set: its first K images, or herded."""
+        ``constructExampleSet``, mtil/src/dynamic_dataset.py:21-81); the first set: its first K images, or herded."""
         cfg: ICaRLConfig = self.config
         sets = int(self.tasks.max()) + 1 if len(self.tasks) else 0
         t = sets + 1

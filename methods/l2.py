@@ -22,8 +22,8 @@ class L2(Method):
 
     Loss = CE_task + weight * sum_i ||theta_i - theta_i^start||^2 (a sum, not a mean, over every parameter;
     the frozen logit scale contributes zero), theta^start = the weights at the start of the task.
-    Deviation from the reference script: its ``--fair`` ImageNet padding of the training data is not
-    reproduced (every method sees the same task data).
+    No deviation from the reference code (``mtil/scripts/wc.sh``; its ``--fair`` is parsed, ``args.py:55``, and
+    read nowhere).
     """
 
     paper: ClassVar[str] = ("Weight consolidation (L2 to the previous weights), baseline of Zheng et al., "

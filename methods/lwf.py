@@ -45,8 +45,7 @@ class LwF(Method):
     - The reference draws the distillation images from a second, independently shuffled loader over the same
       task data; here they are the training batch itself (same distribution, and the student's image features
       are shared with the CE term instead of a second forward pass).
-    - The released MTIL script passes ``--fair`` (training data padded with 100 ImageNet classes x 50 images
-      and their labels); that is not reproduced: every method sees the same task data here.
+    - (Not a deviation: the MTIL script's ``--fair`` is parsed, ``mtil/src/args.py:55``, and read nowhere.)
     - The teacher's text embeddings are encoded once per task instead of at every iteration (same values).
 
     ``reference_quirks=True`` (the CIL code): the teacher *is* the student (shared storage), its text

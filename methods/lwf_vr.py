@@ -50,7 +50,7 @@ class LwFVR(LwF):
     the task, distillation on the current task's images, image and text losses with weight 1, T = 2.
 
     Deviations from the reference code: as :class:`methods.lwf.LwF` (training batch reused as the
-    distillation batch, no ``--fair`` ImageNet padding); the teacher embeds the random sentences once per
+    distillation batch); the teacher embeds the random sentences once per
     task rather than at every iteration; the sentences are drawn from the run's seed and saved with the
     method state (MTIL: drawn once per run, as its per-task processes all start from seed 42;
     ``redraw_sentences=True``, the CIL setting, draws new ones at every task as the CIL code does).

@@ -169,29 +169,32 @@ def task_state() -> TaskState:
 
 def reference_step(model: torch.nn.Module, teacher: torch.nn.Module, tokenizer, batch: Batch,  # noqa: ANN001
                    images: torch.Tensor, prompts: list[str], prompt_ids: torch.Tensor) -> None:
-    """L_task + L_CD + 0.25 L_ITA + L_AWC in one autograd graph, F from autograd.grad of L_CD + 0.25 L_ITA."""
+    """L_task + L_CD + 0.25 L_ITA + L_AWC in one autograd graph, F from autograd.grad of L_CD + 0.25 L_ITA.
+
+    Written out from ``Luo-Jiaming/GIFT_CL`` ``src/models/finetune_gift.py`` (after f1c1e38), line numbers there.
+    """
     s = model.logit_scale.detach().exp()
     params = [p for n, p in model.named_parameters() if n != "logit_scale"]
     anchors = [p for n, p in teacher.named_parameters() if n != "logit_scale"]
-    head = F.normalize(model.encode_text(tokenizer([TEMPLATE.format(c) for c in CLASSES])), dim=-1)
+    head = F.normalize(model.encode_text(tokenizer([TEMPLATE.format(c) for c in CLASSES])), dim=-1)  # :175-176
     ce = F.cross_entropy(s * F.normalize(model.encode_image(batch.images), dim=-1) @ head.t(), batch.labels,
-                         label_smoothing=0.2)
+                         label_smoothing=0.2)  # :168-180
     student = s * F.normalize(model.encode_image(images), dim=-1) @ F.normalize(
-        model.encode_text(tokenizer(prompts)), dim=-1).t()
-    with torch.no_grad():
+        model.encode_text(tokenizer(prompts)), dim=-1).t()  # :210-225 logits_current
+    with torch.no_grad():  # :200-208 logits_ref
         teach = s * F.normalize(teacher.encode_image(images), dim=-1) @ F.normalize(
             teacher.encode_text(tokenizer(prompts)), dim=-1).t()
     t = 2.0
-    cd = (F.cross_entropy(student / t, F.softmax(teach / t, dim=1)) * t * t
-          + F.cross_entropy(student.t() / t, F.softmax(teach.t() / t, dim=1)) * t * t)
-    same = (prompt_ids.view(-1, 1) == prompt_ids.view(1, -1)).float()
+    cd = (F.cross_entropy(student / t, F.softmax(teach / t, dim=1)) * t * t  # :244 distillation (helpers.py)
+          + F.cross_entropy(student.t() / t, F.softmax(teach.t() / t, dim=1)) * t * t)  # :254
+    same = (prompt_ids.view(-1, 1) == prompt_ids.view(1, -1)).float()  # :231-233
     y = same / same.sum(1, keepdim=True)
-    ita = F.cross_entropy(student, y, label_smoothing=0.2) + F.cross_entropy(student.t(), y, label_smoothing=0.2)
-    grads = torch.autograd.grad(cd + 0.25 * ita, params, retain_graph=True, allow_unused=True)
-    fisher = [torch.full_like(p, 1e-6) if g is None else (g**2 / (g**2).mean()).detach()
+    ita = F.cross_entropy(student, y, label_smoothing=0.2) + F.cross_entropy(student.t(), y, label_smoothing=0.2)  # :262-266
+    grads = torch.autograd.grad(cd + 0.25 * ita, params, retain_graph=True, allow_unused=True)  # :272-275
+    fisher = [torch.full_like(p, 1e-6) if g is None else (g**2 / (g**2).mean()).detach()  # :290-298
               for g, p in zip(grads, params, strict=True)]
-    awc = sum((f * (p - a.detach()) ** 2).sum() for f, p, a in zip(fisher, params, anchors, strict=True))
-    (ce + cd + 0.25 * ita + awc).backward()
+    awc = sum((f * (p - a.detach()) ** 2).sum() for f, p, a in zip(fisher, params, anchors, strict=True))  # :301-303
+    (ce + cd + 0.25 * ita + awc).backward()  # :315-316 (ce + wc) backward into the CD/ITA gradients
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from tests.methods.conftest import Tiny, fixed_batches, make_batch, make_task
 
 
 def reference_herding(features: np.ndarray, m: int, quirk: bool) -> list[int]:
-    """``constructExampleSet``, dynamic_dataset.py:60-84: which rows of ``new_dataset`` it stores.
+    """``constructExampleSet``, cil/continual_clip/dynamic_dataset.py:58-85: which rows of ``new_dataset`` it stores.
 
     ``quirk`` keeps the code's indexing: ``index`` is a position in the shrinking ``image_feature`` array but
     reads ``new_dataset[index]``; without it, the row the feature came from.
@@ -36,7 +36,7 @@ def reference_herding(features: np.ndarray, m: int, quirk: bool) -> list[int]:
             index = int(np.argmin(np.sum((image_feature_average - (1 / (k + 1)) * (image_feature + cur_embedding_sum))
                                          ** 2, axis=1)))  # :77-81
             cur_embedding_sum += image_feature[index]
-        stored.append(index if quirk else rows[index])  # :75 / :83 new_dataset[index]
+        stored.append(index if quirk else rows[index])  # :75 / :84 new_dataset[index]
         image_feature = np.delete(image_feature, index, axis=0)
         del rows[index]
     return stored
@@ -82,9 +82,9 @@ def reference_memory_sizes(memory_size: int, tasks: int, task_size: int, herd_fi
         if not sizes and not herd_first:  # :21-25 first round: new_dataset[:memory_size]
             sizes.append(min(memory_size, task_size))
         else:
-            t = len(sizes) + 1  # :33-34
+            t = len(sizes) + 1  # mtil :34-35
             sizes = [min(s, memory_size // t) for s in sizes]
-            m = memory_size - memory_size // t or memory_size  # :64-66
+            m = memory_size - memory_size // t or memory_size  # mtil :60, cil :63-66
             sizes.append(min(m, task_size))
         out.append(list(sizes))
     return out
