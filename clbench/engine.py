@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -103,11 +102,16 @@ class Engine:
 
     # ---- set-up -----------------------------------------------------------------------------------------
     def _prepare_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
-        """Returns the checkpoint to resume from, or None for a fresh start."""
+        """Returns the checkpoint to resume from, ``{"complete": True}`` for a finished run, or None for a fresh
+        start (which empties the folder: no earlier attempt's log lines or files survive it).
+
+        Called with the run folder's lock held. A checkpoint whose result files were not all rewritten (killed
+        in between) is repaired here: the result files are rewritten from it.
+        """
         rd = self.run_dir
-        if rd.exists() and force:
-            shutil.rmtree(rd.path)
-        if not rd.exists():
+        rd.remove_temporaries()
+        if force or not rd.exists():
+            rd.clear()
             return None
         info = rd.read_run()
         if info.get("status") == "complete":
@@ -116,8 +120,39 @@ class Engine:
             raise UserError(f"run {rd.path} exists with {info.get('completed_tasks', 0)}/{len(info.get('tasks', []))} "
                             "tasks done; pass --resume to continue it or --force to start over")
         if not rd.checkpoint_path.exists():
+            rd.clear()
             return None
-        return torch.load(rd.checkpoint_path, map_location="cpu", weights_only=True)
+        checkpoint = self._load_checkpoint()
+        if int(checkpoint["completed_tasks"]) == len(info.get("tasks", [])):
+            record = MatrixRecord.from_json(checkpoint["record"])
+            self._write_results(record, {k: v for k, v in info.items() if k not in ("schema_version", "updated")},
+                                "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]))
+            return {"complete": True}
+        return checkpoint
+
+    def _load_checkpoint(self) -> dict[str, Any]:
+        """The run's checkpoint (tensors and plain containers only), or a one-line error for a broken one."""
+        path = self.run_dir.checkpoint_path
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, foreign or malicious: all mean "cannot resume"
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"checkpoint {path} cannot be loaded ({reason}); rerun with --force to start over") \
+                from None
+        keys = ("model", "method", "record", "completed_tasks", "wall_time_s")
+        if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in keys) \
+                or not isinstance(checkpoint["completed_tasks"], int) or not isinstance(checkpoint["record"], dict):
+            raise UserError(f"checkpoint {path} is not a clbench checkpoint; rerun with --force to start over")
+        return checkpoint
+
+    def _write_results(self, record: MatrixRecord, run_info: dict[str, Any], status: str, done: int,
+                       wall: float) -> None:
+        """matrix.json/.csv, metrics.json, then run.json last: run.json says "complete" only once all are."""
+        complete = status == "complete"
+        protocol = run_info["protocol"]
+        self.run_dir.write_matrix(record)
+        self.run_dir.write_metrics(protocol, complete, self._metrics(protocol, record) if complete else {})
+        self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done, "wall_time_s": round(wall, 3)})
 
     def _initial_model(self, loaded: LoadedModel) -> nn.Module:
         if self._initial is None:
@@ -135,6 +170,11 @@ class Engine:
 
     # ---- main loop --------------------------------------------------------------------------------------
     def run(self, resume: bool = False, force: bool = False) -> RunResult:
+        """Train and evaluate the run, holding its folder's lock throughout (a second process is refused)."""
+        with self.run_dir.lock():
+            return self._run(resume, force)
+
+    def _run(self, resume: bool, force: bool) -> RunResult:
         checkpoint = self._prepare_dir(resume, force)
         if checkpoint is not None and checkpoint.get("complete"):
             record = self.run_dir.read_matrix()
@@ -173,6 +213,7 @@ class Engine:
         task_names = [t.name for t in bench.tasks]
         env = describe(self.device)
         start_task, wall_before = 0, 0.0
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model"])
             method.load_state_dict(checkpoint["method"])
@@ -182,6 +223,7 @@ class Engine:
             self._started_training = True
             ctx.weights_changed()
             self.run_dir.truncate_log(start_task)
+            created = self.run_dir.read_run().get("created", created)
             self.say(f"resuming {self.run_dir.path} after task {start_task}/{len(bench.tasks)}")
         else:
             record = MatrixRecord.empty(task_names, with_auc)
@@ -192,21 +234,19 @@ class Engine:
             "run_id": self.run_dir.path.name, "benchmark": cfg.benchmark, "method": cfg.method, "seed": cfg.seed,
             "protocol": bench.protocol, "tasks": task_names, "config_hash": self.cfg_hash,
             "model": cfg.model.name, "pretrained": cfg.model.pretrained,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created": created, "device": env["device"],
         }
 
         def write_state(status: str, done: int) -> None:
-            self.run_dir.write_matrix(record)
-            complete = status == "complete"
-            self.run_dir.write_metrics(bench.protocol, complete, self._metrics(bench.protocol, record) if complete else {})
-            self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done,
-                                    "wall_time_s": round(wall_before + time.time() - t0, 3),
-                                    "device": env["device"]})
+            self._write_results(record, run_info, status, done, wall_before + time.time() - t0)
 
         evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, device=self.device, autocast=autocast,
                            with_auc=with_auc)
         if checkpoint is None:
             write_state("running", 0)
+        else:  # the result files may be one task behind the checkpoint (killed between the two)
+            write_state("running", start_task)
+        if checkpoint is None:
             if tcfg.eval_initial or not method.trains:
                 row = evaluate(method.classifier(), after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts

@@ -16,6 +16,11 @@ Layout (schema version 1), read by ``clbench report`` and by other tools::
         log.jsonl         one JSON object per logged training step / evaluation
         checkpoint.pt     model + method + optimizer-free state after the last completed task
                           (``torch.load(..., weights_only=True)``)
+        .lock             held (``flock``) by the one process writing the run; names its pid and host
+
+Every file but the log is replaced whole (temporary file + fsync + rename), with the permissions the umask
+gives a new file. The checkpoint is written before the result files; resume rewrites the result files from
+it, so they are never behind the checkpoint for long.
 
 ``run_id`` = ``seed<seed>-<first 8 hex of the config hash>``: the same configuration maps to the same folder,
 which is what ``--resume`` continues.
@@ -23,37 +28,75 @@ which is what ``--resume`` continues.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clbench.errors import UserError
+
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter before Python 3.13)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_error(path: Path, exc: OSError, size: int | None = None) -> UserError:
+    """A failed write as one line that names the path (and, for a full disk, the space it needed)."""
+    if exc.errno == errno.ENOSPC:
+        need = f" needs {size:,} bytes but" if size is not None else ""
+        try:
+            free = f" {shutil.disk_usage(path.parent if path.parent.exists() else path.anchor).free:,} bytes are free"
+        except OSError:
+            free = " the device is full"
+        return UserError(f"no space left on device: writing {path}{need}{free}; free some space (earlier results "
+                         "are intact) and rerun with --resume")
+    reason = exc.strerror or exc.__class__.__name__
+    where = exc.filename if exc.filename else path
+    return UserError(f"cannot write {path}: {reason} ({where}); choose a writable location")
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` through a temporary file in the same folder, an fsync and a rename.
+
+    The file gets the permissions the umask gives a new file (``mkstemp`` alone would make it 0600, unreadable
+    to the rest of a team sharing a results folder). OS failures become one-line :class:`UserError` s.
+    """
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, len(raw)) from None
         raise
 
 
@@ -152,8 +195,76 @@ class RunDir:
     def exists(self) -> bool:
         return (self.path / RUN_FILE).is_file()
 
+    def _read_json(self, name: str) -> dict[str, Any]:
+        """A JSON object of the run folder, or a one-line error that says which file is broken."""
+        path = self.path / name
+        try:
+            obj = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise UserError(f"{path} is unreadable ({reason}); delete the run folder or rerun with --force") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path} does not hold a JSON object; delete the run folder or rerun with --force")
+        return obj
+
     def read_run(self) -> dict[str, Any]:
-        return json.loads((self.path / RUN_FILE).read_text())
+        info = self._read_json(RUN_FILE)
+        if not isinstance(info.get("tasks", []), list) or not isinstance(info.get("completed_tasks", 0), int):
+            raise UserError(f"{self.path / RUN_FILE} is not a clbench run record; delete the run folder or rerun "
+                            "with --force")
+        return info
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder's exclusive lock (``flock`` on ``.lock``) for the ``with`` block.
+
+        A second process asking for it gets a one-line error naming the holder, so two identical commands, or a
+        ``--resume`` started while the original still trains, never interleave their writes. The kernel drops
+        the lock when the holder dies, whatever kills it.
+        """
+        import fcntl
+
+        path = self.path / LOCK_FILE
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                raise UserError(f"run {self.path} is in use by {holder}; wait for it to finish, or stop it "
+                                "and rerun with --resume") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    def clear(self) -> None:
+        """Delete every file of the run (a fresh start) but the lock this process holds."""
+        if not self.path.is_dir():
+            return
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except OSError as exc:
+                raise write_error(entry, exc) from None
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the ``.<name>.*.tmp`` files a killed writer left (a checkpoint's can be gigabytes)."""
+        removed = []
+        for entry in self.path.glob(f".*{TEMP_SUFFIX}"):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+        return removed
 
     def write_run(self, info: dict[str, Any]) -> None:
         info = {"schema_version": SCHEMA_VERSION, **info, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -172,7 +283,13 @@ class RunDir:
         write_atomic(self.path / "matrix.csv", record.to_csv())
 
     def read_matrix(self) -> MatrixRecord:
-        return MatrixRecord.from_json(json.loads((self.path / "matrix.json").read_text()))
+        path = self.path / "matrix.json"
+        obj = self._read_json("matrix.json")
+        try:
+            return MatrixRecord.from_json(obj)
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path} is not a clbench accuracy matrix; delete the run folder or rerun with "
+                            "--force") from None
 
     def write_metrics(self, protocol: str, complete: bool, metrics: dict[str, float]) -> None:
         clean = {k: (None if not math.isfinite(v) else v) for k, v in metrics.items()}
@@ -180,16 +297,32 @@ class RunDir:
 
     def append_log(self, record: dict[str, Any]) -> None:
         """Append one JSON line (a line is written whole by one ``write`` call)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        path = self.path / "log.jsonl"
+        line = json.dumps(record) + "\n"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as fh:
+                fh.write(line)
+        except OSError as exc:
+            raise write_error(path, exc, len(line)) from None
 
     def truncate_log(self, completed_tasks: int) -> None:
-        """On resume, drop log lines of the task that was interrupted."""
+        """On resume, keep only the log lines of completed tasks (the interrupted task replays its own).
+
+        A line a dying process left unfinished is dropped too.
+        """
         log = self.path / "log.jsonl"
         if not log.exists():
             return
-        keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("task", 0) < completed_tasks]
+        keep = []
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("task", 0), int) \
+                    and record.get("task", 0) < completed_tasks:
+                keep.append(line)
         write_atomic(log, "".join(ln + "\n" for ln in keep))
 
 
