@@ -31,6 +31,7 @@ class Cifar100Options:
     root: str = field(default_factory=default_root)  # holds cifar-100-python/
     download: bool = False  # let torchvision fetch the archive (needs internet)
     eval_transform: str = "eval"  # "train": evaluate with the training transform, as ZSCL's CIL code
+    verify_checksums: bool = True  # MD5 of the official files; false reads a copy made another way
 
     def missing_data(self) -> list[Missing]:
         base = resolve_root(self.root) / FOLDER
@@ -43,8 +44,8 @@ def build(options: Cifar100Options, transforms: Transforms, name: str, steps: in
     from clbench.datasets.torchvision_sets import CIFAR100
 
     root = str(resolve_root(options.root))
-    train = CIFAR100(root, train=True, download=options.download)
-    test = CIFAR100(root, train=False)
+    train = CIFAR100(root, train=True, download=options.download, verify_checksums=options.verify_checksums)
+    test = CIFAR100(root, train=False, verify_checksums=options.verify_checksums)
     order = list(ICARL_ORDER)
     tasks = cil_tasks([train.classes[c] for c in order], step_sizes(len(order), steps))
     return Benchmark.class_incremental(
