@@ -53,11 +53,12 @@ LOCK_FILE = ".lock"
 TEMP_SUFFIX = ".tmp"
 
 
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back: there is no getter before Python 3.13)."""
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the process umask (read by setting it and putting it
+    back: Python has no getter)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_error(path: Path, exc: OSError, size: int | None = None) -> UserError:
@@ -87,7 +88,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(fh.fileno(), new_file_mode())
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())

@@ -31,7 +31,8 @@ from typing import Any
 
 from PIL import Image
 
-from clbench.store import write_atomic
+from clbench.errors import UserError
+from clbench.store import new_file_mode, write_atomic, write_error
 from clbench.synth.base import ImageGenerator
 from clbench.synth.prompts import Plan, PlanEntry
 
@@ -96,18 +97,22 @@ def _write_file(path: Path, data: bytes, made: set[Path] | None = None) -> None:
 
     ``made`` remembers folders already created (one ``mkdir`` per folder, not per file).
     """
-    if made is None or path.parent not in made:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if made is not None:
-            made.add(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        if made is None or path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if made is not None:
+                made.add(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), new_file_mode())
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, len(data)) from None
         raise
 
 
@@ -271,18 +276,66 @@ class SyntheticCache:
         if left:
             raise RuntimeError(f"{len(left)} images of the plan are still missing; generate them first")
         path = self.manifest_path(plan)
-        write_atomic(path, json.dumps(self.build_manifest(plan), indent=1, sort_keys=True))
+        text = json.dumps(self.build_manifest(plan), indent=1, sort_keys=True)
+        try:
+            unchanged = path.read_text() == text
+        except (OSError, UnicodeDecodeError):
+            unchanged = False
+        if not unchanged:  # a complete, unchanged cache may be read-only: nothing to write
+            write_atomic(path, text)
         return path
 
     def read_manifest(self, plan: Plan) -> dict[str, Any] | None:
+        """The plan's manifest, checked (see :meth:`check_manifest`); None when there is none or it is torn."""
         path = self.manifest_path(plan)
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            path.unlink(missing_ok=True)
+            manifest = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise write_error(path, exc) from None
             return None
+        except OSError as exc:
+            raise UserError(f"cannot read synthetic-data manifest {path}: {exc.strerror}") from None
+        self.check_manifest(manifest, path)
+        return manifest
+
+    def check_manifest(self, manifest: Any, path: Path) -> None:
+        """Refuse a manifest that is not this cache's, or that names a file other than the image's own address.
+
+        Every ``file`` must be exactly where :meth:`image_path` puts the (prompt, seed) of its record, and
+        resolve inside the cache folder: a planted ``"file": "../../victim"`` would otherwise be read, and
+        deleted when its hash does not match.
+        """
+        def reject(reason: str) -> UserError:
+            return UserError(f"synthetic-data manifest {path} is not valid for this cache ({reason}); delete it and "
+                             "run `clbench synth` again")
+
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise reject(f"not a format-{MANIFEST_FORMAT} manifest")
+        if manifest.get("generator_key") != self.key or manifest.get("image_format") != self.image_format:
+            raise reject("made for another generator config or image format")
+        tasks = manifest.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise reject("no task list")
+        root = self.dir.resolve()
+        for task in tasks:
+            images = task.get("images")
+            if not isinstance(images, list):
+                raise reject("a task without an image list")
+            for record in images:
+                if not isinstance(record, dict) or not isinstance(record.get("file"), str) \
+                        or not isinstance(record.get("sha256"), str) or not isinstance(record.get("prompt"), str) \
+                        or not isinstance(record.get("seed"), int):
+                    raise reject("an image record without file, sha256, prompt and seed")
+                expected = self.image_path(PlanEntry(task=0, j=0, prompt=record["prompt"], class_name="",
+                                                     source="", seed=record["seed"]))
+                target = (self.dir / record["file"]).resolve()
+                if record["file"] != str(expected.relative_to(self.dir)) or not target.is_relative_to(root):
+                    raise reject(f"file {record['file']!r} is not the image's place in the cache")
 
     def task_images(self, manifest: dict[str, Any], task_index: int) -> Iterator[tuple[dict[str, Any], bytes]]:
         """(record, file bytes) of task ``task_index`` (0-based), each checked against its sha256.
