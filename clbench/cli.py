@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -29,11 +30,22 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+MAX_SEED = 2**31 - 1  # engine seeds are derived as seed * 1009 + task: this keeps them inside torch's range
+
+
 def _seeds(value: str) -> list[int]:
     try:
-        return [int(v) for v in _split(value)]
+        seeds = [int(v) for v in _split(value)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds expects integers separated by commas, got {value!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise argparse.ArgumentTypeError(f"seed {bad[0]} is outside 0..{MAX_SEED}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds lists a seed twice: {value!r}")
+    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,32 +106,71 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import json
 
+    import numpy as np
+
     from clbench.matrix_io import read_matrix
     from clbench.metrics import compute
 
     matrix, names = read_matrix(args.matrix)
+    outside = np.argwhere(~np.isnan(matrix) & ((matrix < 0) | (matrix > 100)))
+    if len(outside):
+        t, j = outside[0]
+        raise UserError(f"{args.matrix}: accuracy {matrix[t, j]!r} at row {t + 1}, column {j + 1} is outside "
+                        "[0, 100]; the matrix must hold percentages")
     try:
         values = compute(args.protocol, matrix)
     except ValueError as exc:
         raise UserError(f"{args.matrix}: {exc}") from None
-    if args.json:
-        print(json.dumps({"protocol": args.protocol, "tasks": names, "metrics": values}))
+    if args.json:  # JSON has no NaN: an undefined metric (e.g. transfer of one task) is null
+        clean = {k: (v if np.isfinite(v) else None) for k, v in values.items()}
+        print(json.dumps({"protocol": args.protocol, "tasks": names, "metrics": clean}, allow_nan=False))
     else:
         print("  ".join(f"{k}={v:.2f}" for k, v in values.items()))
     return 0
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _save_traceback() -> str | None:
+    """Write the current exception's traceback to a file for a bug report; its path, or None if unwritable."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="clbench-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"clbench {' '.join(sys.argv[1:])}\n\n")
+            traceback.print_exc(file=fh)
+        return path
+    except OSError:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input: one line, exit 2. A bug: one line naming a saved traceback, exit 1. Never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: Any = args.func(args)
     except UserError as exc:
-        sys.stderr.write(f"clbench: error: {exc}\n")
+        sys.stderr.write(f"clbench: error: {_one_line(exc)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("clbench: interrupted\n")
         return 130
+    except OSError as exc:  # a file the command reads or writes: predictable, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        sys.stderr.write(f"clbench: error: {_one_line(exc.strerror or exc)}{where}; check the path and its "
+                         "permissions\n")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - last resort: a genuine bug must still not spill a traceback
+        saved = _save_traceback()
+        where = f"full traceback in {saved}" if saved else "no traceback file could be written"
+        sys.stderr.write(f"clbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} ({where}; "
+                         "please report it)\n")
+        return 1
     return int(code or 0)
 
 

@@ -8,6 +8,7 @@ list of valid ones. ``method.<train key>`` (e.g. ``method.lr``) overrides the sc
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -46,13 +47,27 @@ class TrainConfig:
     log_every: int = 10
 
     def validate(self) -> None:
+        """Every value in its range, so that bad input fails before any work (NaN fails every check)."""
         if (self.iterations is None) == (self.epochs is None):
             raise UserError("set exactly one of train.iterations and train.epochs (set the other to null)")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise UserError(f"train.precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
-        for key in ("lr", "batch_size", "eval_batch_size"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"train.{key} must be positive")
+        for key, low, high, closed in (("lr", 0.0, math.inf, False), ("eps", 0.0, math.inf, False),
+                                       ("weight_decay", 0.0, math.inf, True),
+                                       ("label_smoothing", 0.0, 1.0, True), ("beta1", 0.0, 1.0, True),
+                                       ("beta2", 0.0, 1.0, True)):
+            value = float(getattr(self, key))
+            above_low = value >= low if closed else value > low
+            if not (math.isfinite(value) and above_low and value < high):
+                bounds = f"{'[' if closed else '('}{low:g}, {high:g})"
+                raise UserError(f"train.{key} must be a finite number in {bounds}, got {value!r}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise UserError(f"train.grad_clip must be positive (or null for no clipping), got {self.grad_clip!r}")
+        for key, low in (("iterations", 1), ("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1),
+                         ("log_every", 1), ("warmup", 0), ("num_workers", 0)):
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise UserError(f"train.{key} must be at least {low}, got {value!r}")
 
 
 @dataclass
@@ -91,7 +106,16 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"config file {p} is not UTF-8 text (binary, or saved as UTF-16?); save it as UTF-8 "
+                        "YAML") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"config file {p} is nested too deeply to be a clbench config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)

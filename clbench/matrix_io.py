@@ -34,8 +34,13 @@ def read_matrix(path: str | Path) -> tuple[np.ndarray, list[str] | None]:
             matrix = np.array([[float(v) if v.strip() else np.nan for v in r] for r in rows], dtype=float)
         else:
             raise UserError(f"{p}: unknown matrix format {suffix!r}; use .csv, .npy or .json")
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{p}: not a numeric matrix ({exc})") from None
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise UserError(f"{p}: not a numeric matrix ({reason})") from None
+    except RecursionError:
+        raise UserError(f"{p}: nested too deeply to be a T x T matrix") from None
+    except MemoryError:
+        raise UserError(f"{p}: too large to be an accuracy matrix") from None
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise UserError(f"{p}: expected a square T x T matrix (rows = after task t), got shape {matrix.shape}")
     return matrix, names

@@ -20,6 +20,7 @@ from clbench.config import (
 )
 from clbench.errors import UserError
 from clbench.registry import BENCHMARKS, METHODS
+from clbench.store import RunDir
 
 
 def resolve(benchmark: str, method: str, seed: int, layers: list[dict[str, Any]],
@@ -93,11 +94,20 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if not methods:
         raise UserError("--methods is empty; give at least one method name (see clbench list methods)")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise UserError(f"--methods lists {', '.join(twice)} more than once; name each method once")
+    if not seeds:
+        raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
     bench_def = BENCHMARKS.get(benchmark)
     for m in methods:
         METHODS.get(m)
     layers = config_layers(benchmark, methods, config_file, overrides)
     configs = [resolve(benchmark, m, s, layers, model, pretrained) for m in methods for s in seeds]
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; pass a results folder")
+    for cfg in configs:  # a plugin name that would write outside --out fails before any run starts
+        RunDir.location(Path(out), cfg.benchmark, cfg.method, cfg.seed, "")
     from clbench.datasets.requirements import preflight
     from clbench.models import check_model
 

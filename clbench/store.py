@@ -71,9 +71,9 @@ def write_error(path: Path, exc: OSError, size: int | None = None) -> UserError:
             free = " the device is full"
         return UserError(f"no space left on device: writing {path}{need}{free}; free some space (earlier results "
                          "are intact) and rerun with --resume")
-    reason = exc.strerror or exc.__class__.__name__
-    where = exc.filename if exc.filename else path
-    return UserError(f"cannot write {path}: {reason} ({where}); choose a writable location")
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+    return UserError(f"cannot write {path}: {reason}{where}; choose a writable location")
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -187,6 +187,11 @@ class RunDir:
 
     @staticmethod
     def location(out: Path, benchmark: str, method: str, seed: int, cfg_hash: str) -> Path:
+        """``<out>/<benchmark>/<method>/seed<seed>-<hash8>``; names that would leave ``out`` are refused."""
+        for kind, name in (("benchmark", benchmark), ("method", method)):
+            if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+                raise UserError(f"{kind} name {name!r} cannot name a results folder (no '/', '\\', '..' or "
+                                "surrounding spaces); rename the plugin's entry point")
         return Path(out) / benchmark / method / f"seed{seed}-{cfg_hash[:8]}"
 
     @property

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from clbench.errors import UserError
 from clbench.matrix_io import read_matrix
 from clbench.store import MatrixRecord, RunDir, write_atomic
 
@@ -36,7 +37,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match=f"cannot write {target}: disk full"):  # one line for the CLI, not a traceback
         write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"], "no temporary file left behind"

@@ -7,9 +7,14 @@
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from clbench.errors import UserError
 
 SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
@@ -22,9 +27,23 @@ def file_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 
+@contextmanager
+def _archive(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load`` of an ``.npz`` without pickles; a damaged or foreign file is a one-line error."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            yield archive
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise UserError(f"{path} is not a readable MedMNIST .npz ({reason}); download it again from "
+                        "https://zenodo.org/records/10519652") from None
+
+
 def missing_keys(path: Path, splits: tuple[str, ...] = ("train", "test")) -> list[str]:
     """Array names ``path`` lacks (reads only the zip directory, not the arrays)."""
-    with np.load(path) as archive:
+    with _archive(path) as archive:
         present = set(archive.files)
     return [k for s in splits for k in (f"{s}_images", f"{s}_labels") if k not in present]
 
@@ -33,9 +52,13 @@ def load_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images and flat integer labels of one split."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
-    with np.load(path) as archive:
+    with _archive(path) as archive:
         images = archive[f"{split}_images"]
         labels = archive[f"{split}_labels"]
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels) \
+            or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{path}: {split}_images/{split}_labels are not MedMNIST arrays (uint8 N x H x W[x3] and "
+                        f"N integer labels; got {images.dtype} {images.shape} and {labels.dtype} {labels.shape})")
     if labels.ndim > 1 and labels.shape[1] != 1:
         raise ValueError(f"{path}: {split}_labels has shape {labels.shape}; clbench needs single-label data")
     return images, labels.reshape(-1).astype(np.int64)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clbench.errors import UserError
+
 FOLDER = "tiny-imagenet-200"
 IMAGE_SUFFIX = ".JPEG"
 
@@ -23,15 +25,26 @@ def layout(base: Path) -> list[Path]:
             base / "val" / "images"]
 
 
+def _lines(path: Path) -> list[str]:
+    """The lines of one of the release's text lists; a binary or unreadable file is a one-line error."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text list of the TinyImageNet release; re-extract "
+                        "tiny-imagenet-200.zip") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def read_wnids(base: Path) -> list[str]:
     """Class ids in ``wnids.txt`` order (the label of ``wnids[i]`` is ``i``)."""
-    return [line.strip() for line in (base / "wnids.txt").read_text().splitlines() if line.strip()]
+    return [line.strip() for line in _lines(base / "wnids.txt") if line.strip()]
 
 
 def read_words(base: Path) -> dict[str, str]:
     """``wnid -> first synonym`` from ``words.txt`` (e.g. ``n02124075 -> "Egyptian cat"``)."""
     words: dict[str, str] = {}
-    for line in (base / "words.txt").read_text().splitlines():
+    for line in _lines(base / "words.txt"):
         wnid, sep, synonyms = line.partition("\t")
         if sep:
             words[wnid.strip()] = synonyms.split(",")[0].strip()
@@ -54,10 +67,16 @@ def val_samples(base: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     index = {wnid: i for i, wnid in enumerate(wnids)}
     paths: list[Path] = []
     labels: list[int] = []
-    for line in (base / "val" / "val_annotations.txt").read_text().splitlines():
+    annotations = base / "val" / "val_annotations.txt"
+    for number, line in enumerate(_lines(annotations), start=1):
         fields = line.split("\t")
         if len(fields) < 2:
             continue
+        if fields[1] not in index:
+            raise UserError(f"{annotations}:{number} names class {fields[1][:40]!r}, which wnids.txt does not "
+                            "list; re-extract tiny-imagenet-200.zip")
+        if not fields[0] or "/" in fields[0] or fields[0] in (".", ".."):
+            raise UserError(f"{annotations}:{number} names image {fields[0][:40]!r}, not a file of val/images/")
         paths.append(base / "val" / "images" / fields[0])
         labels.append(index[fields[1]])
     return paths, labels

@@ -88,7 +88,13 @@ class ResultSet:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A side file's JSON, or None when it is absent; a broken one is a ValueError (the run is skipped)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise ValueError(f"{path.name} is unreadable ({type(exc).__name__})") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -96,7 +102,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     import yaml
 
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path.name} is unreadable ({type(exc).__name__})") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -198,7 +207,7 @@ def load_results(root: Path | str, benchmarks: Iterable[str] | None = None,
     for rd in found:
         try:
             runs.append(read_run(rd))
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (UserError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
             notes.append(f"skipped {rd.path.relative_to(root)}: {exc}")
     if not runs:
         raise UserError(f"{root} holds no readable clbench runs ({notes[0]}); "
