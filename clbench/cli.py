@@ -115,7 +115,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     outside = np.argwhere(~np.isnan(matrix) & ((matrix < 0) | (matrix > 100)))
     if len(outside):
         t, j = outside[0]
-        raise UserError(f"{args.matrix}: accuracy {matrix[t, j]!r} at row {t + 1}, column {j + 1} is outside "
+        raise UserError(f"{args.matrix}: accuracy {float(matrix[t, j])!r} at row {t + 1}, column {j + 1} is outside "
                         "[0, 100]; the matrix must hold percentages")
     try:
         values = compute(args.protocol, matrix)
