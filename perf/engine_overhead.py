@@ -3,6 +3,8 @@
     python perf/engine_overhead.py [--steps 60] [--repeats 5] [--batch-size 64]
 
 Prints images/s of both and the ratio (engine time / baseline time); the target is an overhead <= 10% on CPU.
+Then the fixed cost a run pays once for its safety (run-folder lock, stale-temporary scan, config validation),
+measured, in training steps.
 """
 
 from __future__ import annotations
@@ -94,6 +96,22 @@ def main() -> None:
     print(f"engine:   {n / e:8.1f} img/s (median of {args.repeats} x {args.steps} steps, batch {args.batch_size})")
     print(f"baseline: {n / b:8.1f} img/s")
     print(f"ratio engine/baseline time: {e / b:.3f}  (overhead {100 * (e / b - 1):+.1f}%)")
+    if hasattr(engine.run_dir, "lock"):  # absent before the run-folder lock existed (for before/after runs)
+        per_run = run_setup_seconds(engine)
+        print(f"per-run lock + temporaries scan + validation: {1e6 * per_run:.0f} us "
+              f"= {per_run / (e / args.steps):.4f} training steps")
+
+
+def run_setup_seconds(engine: Engine, repeats: int = 200) -> float:
+    """Median time of what every run does once before training: lock, scan for stale temporaries, validate."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with engine.run_dir.lock():
+            engine.run_dir.remove_temporaries()
+            engine.config.train.validate()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
