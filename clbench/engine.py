@@ -124,7 +124,11 @@ class Engine:
             return None
         checkpoint = self._load_checkpoint()
         if int(checkpoint["completed_tasks"]) == len(info.get("tasks", [])):
-            record = MatrixRecord.from_json(checkpoint["record"])
+            try:
+                record = MatrixRecord.from_json(checkpoint["record"])
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"checkpoint {rd.checkpoint_path} holds no accuracy matrix; rerun with --force to "
+                                "start over") from None
             self._write_results(record, {k: v for k, v in info.items() if k not in ("schema_version", "updated")},
                                 "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]))
             return {"complete": True}
@@ -215,9 +219,14 @@ class Engine:
         start_task, wall_before = 0, 0.0
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
-            method.load_state_dict(checkpoint["method"])
-            record = MatrixRecord.from_json(checkpoint["record"])
+            try:
+                model.load_state_dict(checkpoint["model"])
+                method.load_state_dict(checkpoint["method"])
+                record = MatrixRecord.from_json(checkpoint["record"])
+            except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+                reason = " ".join(str(exc).split())[:160]
+                raise UserError(f"checkpoint {self.run_dir.checkpoint_path} does not fit this run's model and "
+                                f"method ({reason}); rerun with --force to start over") from None
             start_task = int(checkpoint["completed_tasks"])
             wall_before = float(checkpoint.get("wall_time_s", 0.0))
             self._started_training = True
@@ -242,11 +251,10 @@ class Engine:
 
         evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, device=self.device, autocast=autocast,
                            with_auc=with_auc)
-        if checkpoint is None:
-            write_state("running", 0)
-        else:  # the result files may be one task behind the checkpoint (killed between the two)
+        if checkpoint is not None:  # the result files may be one task behind the checkpoint (killed in between)
             write_state("running", start_task)
-        if checkpoint is None:
+        else:
+            write_state("running", 0)
             if tcfg.eval_initial or not method.trains:
                 row = evaluate(method.classifier(), after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts

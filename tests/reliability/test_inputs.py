@@ -90,7 +90,7 @@ def test_run_over_a_broken_run_store(complete_run, tmp_path, capsys, name, conte
     assert_one_line_error(result, str(run.path / name), "--force", unchanged=[out], before=before)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign", "not a dict", "malicious"])
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "not a dict", "malicious", "other model"])
 def test_resume_from_a_bad_checkpoint(complete_run, tmp_path, capsys, damage):
     import torch
 
@@ -106,6 +106,9 @@ def test_resume_from_a_bad_checkpoint(complete_run, tmp_path, capsys, damage):
         torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, ckpt)
     elif damage == "not a dict":
         torch.save([torch.zeros(2)], ckpt)
+    elif damage == "other model":  # the right keys, the weights of another architecture
+        real = torch.load(ckpt, weights_only=True)
+        torch.save({**real, "model": {"fc.weight": torch.zeros(3, 3)}, "completed_tasks": 1}, ckpt)
     else:
         class RunsCode:
             def __reduce__(self):
