@@ -78,9 +78,9 @@ def test_eval_transform_train_reproduces_the_cil_code(root: Path) -> None:
     base = fake.tiny_transforms()
     flipped = dataclasses.replace(base, train=lambda image: torch.full((3, 8, 8), 7.0))
     bench_def = BENCHMARKS.get("cifar100_10")
-    quirky = bench_def.build(bench_def.options(root=str(root), eval_transform="train"), flipped)
-    normal = bench_def.build(bench_def.options(root=str(root)), flipped)
+    quirky = bench_def.build(bench_def.options(root=str(root), eval_transform="train", verify_checksums=False), flipped)
+    normal = bench_def.build(bench_def.options(root=str(root), verify_checksums=False), flipped)
     assert torch.equal(quirky.test_datasets[0][0][0], torch.full((3, 8, 8), 7.0))
     assert not torch.equal(normal.test_datasets[0][0][0], torch.full((3, 8, 8), 7.0))
     with pytest.raises(UserError, match="benchmark.eval_transform must be eval or train"):
-        bench_def.build(bench_def.options(root=str(root), eval_transform="test"), flipped)
+        bench_def.build(bench_def.options(root=str(root), eval_transform="test", verify_checksums=False), flipped)
