@@ -70,9 +70,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the (method, seed) pairs in N processes, sharing the CPU threads (default 1)")
     run.set_defaults(func=cmd_run)
 
-    lst = sub.add_parser("list", help="list methods or benchmarks")
-    lst.add_argument("what", choices=["methods", "benchmarks"])
+    lst = sub.add_parser("list", help="list methods, benchmarks or suites")
+    lst.add_argument("what", choices=["methods", "benchmarks", "suites"])
     lst.set_defaults(func=cmd_list)
+
+    sw = sub.add_parser("sweep", help="run a suite (a paper table) on an executor, then write its report")
+    sw.add_argument("suite", help="a shipped suite (clbench list suites) or the path of a suite .yaml")
+    sw.add_argument("--executor", default="local", help="local (default) | slurm | ray")
+    sw.add_argument("--jobs", type=int, default=1, help="local executor: runs at once (default 1)")
+    sw.add_argument("--dry-run", action="store_true", help="print the runs to do with cost estimates; run nothing")
+    sw.add_argument("--resume", action="store_true", help="continue incomplete runs after their last task")
+    sw.add_argument("--out", default="results", help="results root (default: results/; absolute for slurm/ray)")
+    sw.add_argument("--device", default="auto", help="auto | cpu | cuda[:N], where each run happens")
+    sw.add_argument("--quiet", action="store_true", help="no progress output")
+    sw.add_argument("--no-report", dest="report", action="store_false", help="skip the closing report")
+    from clbench.sweep import OPTIONS
+
+    for executor, keys in OPTIONS.items():
+        for key, tp in keys.items():
+            kwargs: dict[str, Any] = ({"action": "append"} if tp is list else {"type": tp})
+            sw.add_argument(f"--{executor}.{key}", dest=f"opt_{executor}__{key}", default=None, metavar=key.upper(), **kwargs,
+                            help=f"{executor} executor: {key}" + (" (repeatable)" if tp is list else ""))
+    sw.set_defaults(func=cmd_sweep)
+
+    st = sub.add_parser("status", help="one line per run of a results folder: done / running / failed / pending")
+    st.add_argument("results_dir", nargs="?", default="results", metavar="RESULTS_DIR")
+    st.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
+                    help="a running run whose files have not changed for this long is stale (default 600)")
+    st.set_defaults(func=cmd_status)
 
     score = sub.add_parser("score", help="paper metrics of an accuracy matrix (csv, npy or json)")
     score.add_argument("matrix", help="rows = after task t, columns = tasks, both in training order")
@@ -95,10 +120,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from clbench.sweep import sweep
+
+    options: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith("opt_") and value is not None:
+            executor, key = dest[4:].split("__", 1)
+            options.setdefault(executor, {})[key] = value
+    return sweep(args.suite, executor=args.executor, jobs=args.jobs, dry_run=args.dry_run, resume=args.resume,
+                 out=args.out, device=args.device, cli_options=options, quiet=args.quiet, report=args.report)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from clbench.status import status
+
+    return status(args.results_dir, stale_after=args.stale_after)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from clbench.listing import describe_benchmarks, describe_methods
+    from clbench.suite import describe_suites
 
-    lines = describe_methods() if args.what == "methods" else describe_benchmarks()
+    lines = {"methods": describe_methods, "benchmarks": describe_benchmarks, "suites": describe_suites}[args.what]()
     print("\n".join(lines))
     return 0
 

@@ -146,7 +146,7 @@ def _run_parallel(benchmark: str, configs: list[ResolvedConfig], out: str, devic
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(run_one, cfg, out, device, resume, force, quiet, threads) for cfg in configs]
         outcomes = [f.result() for f in futures]
     results = [(cfg, SimpleNamespace(metrics=m, protocol=p)) for cfg, (m, p, _, _) in zip(configs, outcomes, strict=True)]
@@ -154,7 +154,7 @@ def _run_parallel(benchmark: str, configs: list[ResolvedConfig], out: str, devic
     return 0
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Worker initializer (Linux): SIGTERM when the runner dies, so a killed ``clbench run --jobs N`` leaves no
     worker training on (and writing results) in the background."""
     import os
