@@ -192,12 +192,12 @@ def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool
     if unfinished and not resume:
         raise UserError(f"{len(unfinished)} run(s) of this suite are incomplete (e.g. {unfinished[0].cell.run_dir(root).path}); "
                         "pass --resume to continue them")
+    runner = make_executor(executor, options, root, jobs, quiet)  # fails (one line) before anything is written
     todo = [s for s in states if s.state != "done"]
     say = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     say(f"suite {suite.name}: {len(todo)} of {len(states)} runs to do on {executor}"
         f" ({len(states) - len(todo)} already complete)")
     write_plan(root, suite, executor)
-    runner = make_executor(executor, options, root, jobs, quiet)
     cell_jobs = [CellJob(config=s.cell.config, out=str(root), device=device, resume=True,
                          threads=options.get("cpus_per_task")) for s in todo]
     t0 = time.time()
@@ -206,6 +206,10 @@ def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool
     say(f"{len(outcomes) - len(failed)} runs finished, {len(failed)} failed, "
         f"{len(states) - len(todo)} skipped (complete) in {time.time() - t0:.1f}s on {executor}")
     for o in failed:
+        marker = Path(o.run_dir) / FAILED_FILE
+        if not marker.exists():  # the job died without a word (killed, out of memory, node lost)
+            write_json(marker, {"error": o.error, "traceback": "", "host": o.host,
+                                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         print(f"FAILED {o.label}: {o.error} (see {Path(o.run_dir) / FAILED_FILE})", file=sys.stderr)
     if report and len(failed) < len(states):
         _report(root, suite)

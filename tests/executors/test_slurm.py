@@ -1,0 +1,100 @@
+"""The slurm executor on a real single-node SLURM cluster: same matrices as local, requeue resumes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli_runner import REPO, run_cli
+
+SUITE = """
+methods: [zeroshot, finetune]
+benchmarks: [smoke]
+seeds: [0]
+config: {train: {iterations: 6, warmup: 1}}
+executor: {slurm: {cpus_per_task: 1, mem_gb: 2, timeout_min: 10}}
+"""
+
+
+def matrices(root: Path) -> dict[str, list]:
+    return {str(p.parent.relative_to(root)): json.loads(p.read_text())["rows"]
+            for p in sorted(root.rglob("matrix.json")) if ".submitit" not in p.parts}
+
+
+@pytest.mark.slow
+def test_slurm_sweep_matches_local(tmp_path, slurm_cluster):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE)
+    slurm = run_cli("sweep", str(suite), "--executor", "slurm", "--out", str(tmp_path / "slurm"), "--quiet",
+                    timeout=600)
+    assert slurm.returncode == 0, slurm.stderr
+    assert (tmp_path / "slurm" / "report" / "leaderboard.md").is_file()
+    scripts = list((tmp_path / "slurm" / ".submitit").rglob("*_submission.sh"))
+    assert len(scripts) == 1 and "#SBATCH --array=0-1" in scripts[0].read_text()  # one job array
+    local = run_cli("sweep", str(suite), "--out", str(tmp_path / "local"), "--quiet", "--no-report")
+    assert local.returncode == 0, local.stderr
+    got = matrices(tmp_path / "slurm")
+    assert got == matrices(tmp_path / "local") and len(got) == 2
+
+
+@pytest.mark.slow
+def test_preempted_slurm_job_is_requeued_and_resumes_to_the_same_matrix(tmp_path, slurm_cluster):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.replace("zeroshot, ", "").replace("iterations: 6", "iterations: 60"))
+    out = tmp_path / "slurm"
+    proc = subprocess.Popen([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--executor", "slurm",
+                             "--out", str(out), "--quiet", "--no-report"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, info = time.time() + 300, None
+        while time.time() < deadline and proc.poll() is None:
+            found = [p for p in out.rglob("run.json") if ".submitit" not in p.parts]
+            if found:
+                info = json.loads(found[0].read_text())
+                if info.get("completed_tasks", 0) >= 1:
+                    break
+            time.sleep(0.05)
+        assert info is not None and info["status"] == "running", (info, proc.poll())
+        cut_at = info["completed_tasks"]
+        job_dirs = [p for p in (out / ".submitit").iterdir() if p.is_dir() and re.fullmatch(r"\d+(_\d+)?", p.name)]
+        assert len(job_dirs) == 1
+        job_id = job_dirs[0].name
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)  # submitit's pre-emption signal
+        # SLURM holds a requeued job for 120 s (reason BeginTime), on any cluster; here it may start at once.
+        while time.time() < deadline and proc.poll() is None:
+            state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True,
+                                   timeout=30).stdout.split()
+            if state[:2] == ["PENDING", "BeginTime"]:
+                subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=30)
+                break
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    logs = "".join(p.read_text() for p in job_dirs[0].glob("*_log.*"))
+    assert "Calling checkpoint method" in logs and "Requeued job" in logs, logs
+    assert f"after task {cut_at}/3" in logs or f"after task {cut_at + 1}/3" in logs, logs
+
+    ref = run_cli("sweep", str(suite), "--out", str(tmp_path / "local"), "--quiet", "--no-report")
+    assert ref.returncode == 0, ref.stderr
+    assert matrices(out) == matrices(tmp_path / "local")
+
+
+def test_no_sbatch_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    out = subprocess.run([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--executor", "slurm", "--out",
+                          str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "needs sbatch on PATH" in out.stderr
+    assert not (tmp_path / "r").exists()
