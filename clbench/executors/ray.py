@@ -1,0 +1,103 @@
+"""``--executor ray``: one Ray task per cell on an existing cluster (``ray.init(address=...)``).
+
+A task asks for one GPU when the cluster has GPUs, else ``num_cpus`` CPUs. When a worker dies mid-run Ray
+retries the task (``max_retries``); every attempt resumes from the run store, so a retry continues after the last
+completed task and yields the same matrix. Results go to ``--out``, which every worker must be able to write:
+an absolute path on a shared filesystem (checked before anything is submitted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from clbench.errors import UserError
+from clbench.executors import require_extra
+from clbench.executors.job import CellJob, CellOutcome, run_cell
+
+
+def _ray_cell(job: CellJob) -> CellOutcome:
+    """The Ray task: one cell, resumed from the store on every attempt."""
+    return run_cell(job)
+
+
+def _resolve_address(address: str) -> str | None:
+    """HOST:PORT of the cluster ``address`` names; ``auto`` follows Ray's own lookup ($RAY_ADDRESS, then the
+    address file of the newest cluster started on this machine)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if address != "auto":
+        return address.split("://", 1)[-1]
+    if os.environ.get("RAY_ADDRESS"):
+        return _resolve_address(os.environ["RAY_ADDRESS"])
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    return current.read_text().strip() or None if current.is_file() else None
+
+
+def _reachable(host_port: str, timeout: float = 5.0) -> bool:
+    import socket
+
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.ray = require_extra("ray", "ray", "ray")
+        self.address = str(options.get("address") or "auto")
+        self.num_cpus = float(options.get("num_cpus") or 1)
+        self.num_gpus = options.get("num_gpus")
+        self.max_retries = int(options.get("max_retries", 3))
+        self._connect()
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        target = _resolve_address(self.address)
+        if target is None:
+            raise UserError(f"no running Ray cluster found for --ray.address {self.address!r}; start one with "
+                            "`ray start --head` or pass the head's HOST:PORT")
+        if not _reachable(target):  # ray.init would retry an unreachable GCS for minutes
+            raise UserError(f"cannot reach the Ray cluster at {target} (--ray.address {self.address!r}); is the head "
+                            "running and is the address right?")
+        try:
+            ray.init(address=self.address, logging_level="ERROR", log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError depending on the case
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"cannot reach a Ray cluster at --ray.address {self.address!r} ({last}); start one "
+                            "with `ray start --head` or pass the head's HOST:PORT") from None
+
+    def resources(self) -> dict[str, float]:
+        """Per task: one GPU on a GPU cluster (as the papers' runs), else ``num_cpus`` CPUs."""
+        gpus = self.num_gpus
+        if gpus is None:
+            gpus = 1.0 if self.ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        return {"num_cpus": self.num_cpus, "num_gpus": float(gpus)}
+
+    def submit(self, jobs: list[CellJob]) -> list[CellOutcome]:
+        ray = self.ray
+        res = self.resources()
+        task = ray.remote(_ray_cell).options(max_retries=self.max_retries, retry_exceptions=False, **res)
+        # progress goes to the workers' logs (<ray temp dir>/session_latest/logs/worker-*.err)
+        jobs = [replace(j, resume=True, quiet=False, threads=j.threads or max(1, int(self.num_cpus))) for j in jobs]
+        refs = [task.remote(j) for j in jobs]
+        outcomes = []
+        for job, ref in zip(jobs, refs, strict=True):
+            try:
+                outcomes.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - the worker died more than max_retries times
+                last = (str(exc).strip().splitlines() or [""])[0][:300]
+                outcomes.append(CellOutcome(job.label, str(job.run_dir.path), "failed",
+                                            error=f"Ray task failed after {self.max_retries} retries: "
+                                                  f"{type(exc).__name__}: {last}"))
+        ray.shutdown()
+        return outcomes
