@@ -3,6 +3,7 @@
 then stop the head. Used by test_ray.py; prints the sweep's output and exits with its code.
 
     python ray_netns.py sweep|kill-worker SUITE OUT
+    python ray_netns.py exec -- CMD ...      (CMD runs with RAY_ADDRESS pointing at the head)
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def worker_pids(mark: str) -> list[int]:
 
 
 def main() -> int:
-    mode, suite, out = sys.argv[1:4]
+    mode = sys.argv[1]
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     tmp = tempfile.mkdtemp(prefix="clray", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
     mark = str(os.getpid())
@@ -61,6 +62,9 @@ def main() -> int:
                             start_new_session=True)
     try:
         wait_port(PORT)
+        if mode == "exec":
+            return subprocess.run(sys.argv[sys.argv.index("--") + 1:], env={**env, "RAY_ADDRESS": f"127.0.0.1:{PORT}"}).returncode
+        suite, out = sys.argv[2:4]
         cmd = [sys.executable, "-m", "clbench.cli", "sweep", suite, "--executor", "ray", "--ray.address",
                f"127.0.0.1:{PORT}", "--out", out, "--quiet", "--no-report"]
         t0 = time.time()
