@@ -73,10 +73,11 @@ def main() -> int:
             killed = None
             deadline = time.time() + 300
             while killed is None and time.time() < deadline and sweep.poll() is None:
-                runs = [p for p in Path(out).rglob("run.json")]
-                if runs and json.loads(runs[0].read_text()).get("completed_tasks", 0) >= 1:
+                infos = [json.loads(p.read_text()) for p in Path(out).rglob("run.json")]
+                midway = [i for i in infos if i.get("status") == "running" and i.get("completed_tasks", 0) >= 1]
+                if midway:
                     pids = worker_pids(mark)
-                    if pids:
+                    if len(pids) == 1:  # only the mid-run cell's worker is busy: that is the one killed
                         os.kill(pids[0], signal.SIGKILL)
                         killed = pids[0]
                 time.sleep(0.05)
