@@ -1,9 +1,9 @@
-"""The slurm executor on a real single-node SLURM cluster: same matrices as local, requeue resumes."""
+"""The slurm executor on a real single-node SLURM cluster: one job array, a pre-empted task is requeued and
+resumes, the matrices equal the local executor's."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -28,33 +28,20 @@ def matrices(root: Path) -> dict[str, list]:
 
 
 @pytest.mark.slow
-def test_slurm_sweep_matches_local(tmp_path, slurm_cluster):
+def test_slurm_array_preempted_task_requeues_and_all_match_local(tmp_path, slurm_cluster):
+    """One job array for the smoke suite; the finetune task gets submitit's pre-emption signal after its first
+    task, is requeued and resumes; both matrices equal the local executor's."""
     suite = tmp_path / "s.yaml"
-    suite.write_text(SUITE)
-    slurm = run_cli("sweep", str(suite), "--executor", "slurm", "--out", str(tmp_path / "slurm"), "--quiet",
-                    timeout=600)
-    assert slurm.returncode == 0, slurm.stderr
-    assert (tmp_path / "slurm" / "report" / "leaderboard.md").is_file()
-    scripts = list((tmp_path / "slurm" / ".submitit").rglob("*_submission.sh"))
-    assert len(scripts) == 1 and "#SBATCH --array=0-1" in scripts[0].read_text()  # one job array
-    local = run_cli("sweep", str(suite), "--out", str(tmp_path / "local"), "--quiet", "--no-report")
-    assert local.returncode == 0, local.stderr
-    got = matrices(tmp_path / "slurm")
-    assert got == matrices(tmp_path / "local") and len(got) == 2
-
-
-@pytest.mark.slow
-def test_preempted_slurm_job_is_requeued_and_resumes_to_the_same_matrix(tmp_path, slurm_cluster):
-    suite = tmp_path / "s.yaml"
-    suite.write_text(SUITE.replace("zeroshot, ", "").replace("iterations: 6", "iterations: 60"))
+    suite.write_text(SUITE.replace("iterations: 6", "iterations: 40"))
     out = tmp_path / "slurm"
     proc = subprocess.Popen([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--executor", "slurm",
-                             "--out", str(out), "--quiet", "--no-report"], cwd=REPO, stdout=subprocess.PIPE,
+                             "--out", str(out), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline, info = time.time() + 300, None
+        run_json = out / "smoke" / "finetune"
         while time.time() < deadline and proc.poll() is None:
-            found = [p for p in out.rglob("run.json") if ".submitit" not in p.parts]
+            found = list(run_json.glob("*/run.json"))
             if found:
                 info = json.loads(found[0].read_text())
                 if info.get("completed_tasks", 0) >= 1:
@@ -62,9 +49,9 @@ def test_preempted_slurm_job_is_requeued_and_resumes_to_the_same_matrix(tmp_path
             time.sleep(0.05)
         assert info is not None and info["status"] == "running", (info, proc.poll())
         cut_at = info["completed_tasks"]
-        job_dirs = [p for p in (out / ".submitit").iterdir() if p.is_dir() and re.fullmatch(r"\d+(_\d+)?", p.name)]
-        assert len(job_dirs) == 1
-        job_id = job_dirs[0].name
+        scripts = list((out / ".submitit").rglob("*_submission.sh"))
+        assert len(scripts) == 1 and "#SBATCH --array=0-1" in scripts[0].read_text()  # one job array
+        job_id = f"{scripts[0].parent.name}_1"  # array task 1 = the suite's second cell, finetune
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)  # submitit's pre-emption signal
         # SLURM holds a requeued job for 120 s (reason BeginTime), on any cluster; here it may start at once.
         while time.time() < deadline and proc.poll() is None:
@@ -79,13 +66,15 @@ def test_preempted_slurm_job_is_requeued_and_resumes_to_the_same_matrix(tmp_path
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr
-    logs = "".join(p.read_text() for p in job_dirs[0].glob("*_log.*"))
+    assert (out / "report" / "leaderboard.md").is_file()
+    logs = "".join(p.read_text() for p in (out / ".submitit" / job_id).glob("*_log.*"))
     assert "Calling checkpoint method" in logs and "Requeued job" in logs, logs
     assert f"after task {cut_at}/3" in logs or f"after task {cut_at + 1}/3" in logs, logs
 
     ref = run_cli("sweep", str(suite), "--out", str(tmp_path / "local"), "--quiet", "--no-report")
     assert ref.returncode == 0, ref.stderr
-    assert matrices(out) == matrices(tmp_path / "local")
+    got = matrices(out)
+    assert got == matrices(tmp_path / "local") and len(got) == 2
 
 
 def test_no_sbatch_is_one_line(tmp_path, monkeypatch):
