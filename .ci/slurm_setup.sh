@@ -88,8 +88,8 @@ start() {
   configure
   if ! running munged; then
     runuser -u munge -- /usr/sbin/munged
-    wait_for 10 pgrep -x munged
-    started munged "$(pgrep -x munged | head -1)"
+    wait_for 10 test -s /run/munge/munged.pid  # the daemon's own pid, not a pre-fork one
+    started munged "$(cat /run/munge/munged.pid)"
   fi
   if ! running mariadbd && ! running mysqld; then
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
@@ -114,7 +114,8 @@ start() {
   fi
   if ! running slurmd; then
     /usr/sbin/slurmd
-    started slurmd "$(pgrep -x slurmd | head -1)"
+    wait_for 30 test -s /run/slurmd.pid  # the daemon's own pid (pgrep right away can catch the pre-fork one)
+    started slurmd "$(cat /run/slurmd.pid)"
   fi
   scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
   wait_for 30 bash -c "sinfo -h -o %t | grep -qE '^(idle|mix|alloc)'"
