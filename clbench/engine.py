@@ -93,8 +93,8 @@ class Engine:
         self.device = resolve_device(device)
         self.quiet = quiet
         self.say = progress or (lambda msg: None)
-        cfg_dict = config.to_dict()
-        self.cfg_hash = config_hash(cfg_dict)
+        self.cfg_hash = config_hash(config.identity())
+        self.out = Path(out)
         self.run_dir = RunDir(RunDir.location(out, config.benchmark, config.method, config.seed, self.cfg_hash))
         self.train_cfg: TrainConfig = config.train
         self._started_training = False
@@ -211,8 +211,7 @@ class Engine:
         method.before_run()
 
         tcfg = self.train_cfg
-        test_loaders = [make_loader(e.dataset, tcfg.eval_batch_size, self.device, num_workers=tcfg.num_workers)
-                        for e in test_stream]
+        test_loaders = self._eval_loaders(bench, test_stream, loaded)
         with_auc = bench.protocol == "medxtreme"
         task_names = [t.name for t in bench.tasks]
         env = describe(self.device)
@@ -302,6 +301,38 @@ class Engine:
         if key not in self._bench_cache:
             self._bench_cache[key] = self.bench_def.build(self.config.benchmark_options, loaded.transforms)
         return self._bench_cache[key]
+
+    def _eval_loaders(self, bench: Benchmark, test_stream: list[Any], loaded: LoadedModel) -> list[Any]:
+        """One loader per test set; with ``train.eval_cache`` each decodes its set once (``clbench.eval_cache``)."""
+        tcfg = self.train_cfg
+        loaders = [make_loader(e.dataset, tcfg.eval_batch_size, self.device, num_workers=tcfg.num_workers)
+                   for e in test_stream]
+        if not tcfg.eval_cache:
+            return loaders
+        from clbench.eval_cache import (
+            CachePolicy,
+            DecodedLoader,
+            MemoryBudget,
+            dataset_key,
+            default_memory_bytes,
+        )
+
+        memory = (default_memory_bytes() if tcfg.eval_cache_memory_gb is None
+                  else int(tcfg.eval_cache_memory_gb * 1024**3))
+        cache_dir = Path(tcfg.eval_cache_dir).expanduser() if tcfg.eval_cache_dir else self.out / ".eval-cache"
+        policy = CachePolicy(memory, cache_dir, pin=self.device.type == "cuda")
+        budget = MemoryBudget(memory)
+        identity = {"benchmark": self.config.benchmark, "options": repr(self.config.benchmark_options),
+                    "protocol": bench.protocol, "model": self.config.model.name}
+        transform = repr(loaded.transforms.eval)
+
+        def key(j: int) -> str:
+            labels = np.asarray([int(t) for t in getattr(test_stream[j].dataset, "targets", [])], dtype=np.int64)
+            return dataset_key({**identity, "task": j, "size": len(test_stream[j].dataset)}, transform, labels)
+
+        mean, std = loaded.transforms.mean, loaded.transforms.std
+        return [DecodedLoader(loader, self.device, mean, std, policy, budget, partial(key, j))
+                for j, loader in enumerate(loaders)]
 
     def _steps(self, n_examples: int) -> int:
         """The schedule length N of one task (warm-up + cosine span); ``train.final_step`` adds step N."""
