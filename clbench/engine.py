@@ -390,9 +390,9 @@ class Engine:
             else:
                 optimizer.step()
             method.after_step(task, step)
-            if step % tcfg.log_every == 0 or step == steps - 1:
+            if step % tcfg.log_every == 0 or step == steps - 1:  # the only place step logs become numbers
                 self.run_dir.append_log({"task": task.index, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                                         **logs})
+                                         **{k: float(v) for k, v in logs.items()}})
             if bar is not None:
                 bar.update(1)
         if bar is not None:
