@@ -41,8 +41,8 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float | None = None
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    eval_batch_size: int = 256
-    num_workers: int = 0
+    eval_batch_size: int | str = "auto"  # auto: 1024 on CUDA, 256 on CPU
+    num_workers: int | str = "auto"  # DataLoader workers; auto: 0 on CPU, from the CPU count on CUDA
     # decoded-set cache (clbench.eval_cache): test sets decoded once per run; results-neutral, not hashed
     eval_cache: bool = True
     eval_cache_memory_gb: float | None = None  # host memory for decoded sets; None = a quarter of physical RAM
@@ -70,6 +70,10 @@ class TrainConfig:
         for key, low in (("iterations", 1), ("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1),
                          ("log_every", 1), ("warmup", 0), ("num_workers", 0)):
             value = getattr(self, key)
+            if key in ("eval_batch_size", "num_workers") and value == "auto":
+                continue
+            if isinstance(value, str):
+                raise UserError(f"train.{key} must be an integer or auto, got {value!r}")
             if value is not None and value < low:
                 raise UserError(f"train.{key} must be at least {low}, got {value!r}")
         if self.eval_cache_memory_gb is not None and not self.eval_cache_memory_gb >= 0:  # NaN too

@@ -26,7 +26,14 @@ from clbench import metrics as metric_fns
 from clbench.benchmark import Benchmark, BenchmarkDef
 from clbench.config import ResolvedConfig, TrainConfig
 from clbench.context import MethodContext, trainable_parameters
-from clbench.data import StepBatches, derive_seed, make_loader, step_loader
+from clbench.data import (
+    StepBatches,
+    derive_seed,
+    make_loader,
+    resolve_eval_batch,
+    resolve_workers,
+    step_loader,
+)
 from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
@@ -70,6 +77,14 @@ def precision_context(precision: str, device: torch.device) -> tuple[Callable[[]
     return partial(torch.autocast, device_type=device.type, dtype=dtype), scaler
 
 
+def make_optimizer(params: list[nn.Parameter], lr: float, tcfg: TrainConfig, device: torch.device
+                   ) -> torch.optim.AdamW:
+    """ZSCL's AdamW; on CUDA the fused kernel (one launch for all parameters instead of several per tensor,
+    same update up to rounding). CPU keeps the default implementation, so CPU results stay bit-stable."""
+    return torch.optim.AdamW(params, lr=lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps,
+                             weight_decay=tcfg.weight_decay, fused=True if device.type == "cuda" else None)
+
+
 @dataclass
 class RunResult:
     run_dir: RunDir
@@ -97,6 +112,7 @@ class Engine:
         self.out = Path(out)
         self.run_dir = RunDir(RunDir.location(out, config.benchmark, config.method, config.seed, self.cfg_hash))
         self.train_cfg: TrainConfig = config.train
+        self.workers = resolve_workers(config.train.num_workers, self.device)
         self._started_training = False
         self._initial: nn.Module | None = None
 
@@ -305,7 +321,8 @@ class Engine:
     def _eval_loaders(self, bench: Benchmark, test_stream: list[Any], loaded: LoadedModel) -> list[Any]:
         """One loader per test set; with ``train.eval_cache`` each decodes its set once (``clbench.eval_cache``)."""
         tcfg = self.train_cfg
-        loaders = [make_loader(e.dataset, tcfg.eval_batch_size, self.device, num_workers=tcfg.num_workers)
+        batch = resolve_eval_batch(tcfg.eval_batch_size, self.device)
+        loaders = [make_loader(e.dataset, batch, self.device, num_workers=self.workers, persistent=not tcfg.eval_cache)
                    for e in test_stream]
         if not tcfg.eval_cache:
             return loaders
@@ -345,14 +362,14 @@ class Engine:
         """The task's data in order, each draw seeded from (task seed, position): a fixed pass (Fisher, herding)."""
         sampler = StepBatches(len(dataset), self.train_cfg.batch_size, derive_seed(seed, 2), steps=max_batches,
                               shuffle=False)
-        for images, labels in step_loader(dataset, sampler, self.device, self.train_cfg.num_workers):
+        for images, labels in step_loader(dataset, sampler, self.device, self.workers):
             yield Batch(images.to(self.device), (labels - offset).to(self.device))
 
     def train_batches(self, dataset: Any, task: TaskState, seed: int, start: int = 0) -> DataLoader:
         """Batches ``start .. task.steps - 1`` of a task: a pure function of (seed, task, step)."""
         sampler = StepBatches(len(dataset), self.train_cfg.batch_size, task_seed(seed, task.index), steps=task.steps,
                               start=start)
-        return step_loader(dataset, sampler, self.device, self.train_cfg.num_workers)
+        return step_loader(dataset, sampler, self.device, self.workers)
 
     def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
                     schedule: int, seed: int) -> None:
@@ -361,8 +378,7 @@ class Engine:
         steps = task.steps
         params = [p for _, p in trainable_parameters(ctx.model)]
         lr = task.spec.lr if task.spec.lr is not None else tcfg.lr
-        optimizer = torch.optim.AdamW(params, lr=lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps,
-                                      weight_decay=tcfg.weight_decay)
+        optimizer = make_optimizer(params, lr, tcfg, self.device)
         batches = iter(self.train_batches(dataset, task, seed))
         scaler = ctx.scaler
         self._started_training = True
