@@ -26,6 +26,7 @@ from clbench import metrics as metric_fns
 from clbench.benchmark import Benchmark, BenchmarkDef
 from clbench.config import ResolvedConfig, TrainConfig
 from clbench.context import MethodContext, trainable_parameters
+from clbench.cost import CostMeter
 from clbench.data import (
     StepBatches,
     derive_seed,
@@ -146,7 +147,8 @@ class Engine:
                 raise UserError(f"checkpoint {rd.checkpoint_path} holds no accuracy matrix; rerun with --force to "
                                 "start over") from None
             self._write_results(record, {k: v for k, v in info.items() if k not in ("schema_version", "updated")},
-                                "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]))
+                                "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]),
+                                checkpoint.get("cost") if isinstance(checkpoint.get("cost"), dict) else None)
             return {"complete": True}
         return checkpoint
 
@@ -166,13 +168,15 @@ class Engine:
         return checkpoint
 
     def _write_results(self, record: MatrixRecord, run_info: dict[str, Any], status: str, done: int,
-                       wall: float) -> None:
+                       wall: float, cost: dict[str, Any] | None = None) -> None:
         """matrix.json/.csv, metrics.json, then run.json last: run.json says "complete" only once all are."""
         complete = status == "complete"
         protocol = run_info["protocol"]
         self.run_dir.write_matrix(record)
         self.run_dir.write_metrics(protocol, complete, self._metrics(protocol, record) if complete else {})
-        self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done, "wall_time_s": round(wall, 3)})
+        extra = {"cost": cost} if cost is not None else {}
+        self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done, "wall_time_s": round(wall, 3),
+                                **extra})
 
     def _initial_model(self, loaded: LoadedModel) -> nn.Module:
         if self._initial is None:
@@ -218,13 +222,17 @@ class Engine:
         autocast, scaler = precision_context(self.train_cfg.precision, self.device)
         ctx = MethodContext(model, loaded.tokenizer, self.device, self.train_cfg.label_smoothing,
                             autocast=autocast, scaler=scaler, initial_model=lambda: self._initial_model(loaded))
+        meter = CostMeter.from_json(checkpoint.get("cost") if checkpoint is not None else None, self.device)
         for name in self.method_cls.services:
-            ctx.services[name] = provide(ServiceRequest(
-                name=name, method=cfg.method, method_config=cfg.method_config, benchmark=bench,
-                transforms=loaded.transforms, device=self.device, seed=cfg.seed, batch_size=self.train_cfg.batch_size,
-                quiet=self.quiet))
+            with meter.phase("generation"):
+                ctx.services[name] = provide(ServiceRequest(
+                    name=name, method=cfg.method, method_config=cfg.method_config, benchmark=bench,
+                    transforms=loaded.transforms, device=self.device, seed=cfg.seed,
+                    batch_size=self.train_cfg.batch_size, quiet=self.quiet))
+            meter.add_images("generation", getattr(ctx.services[name], "generated_images", 0))
         method = self.method_cls(cfg.method_config, ctx)
-        method.before_run()
+        with meter.phase("training"):
+            method.before_run()
 
         tcfg = self.train_cfg
         test_loaders = self._eval_loaders(bench, test_stream, loaded)
@@ -262,16 +270,22 @@ class Engine:
         }
 
         def write_state(status: str, done: int) -> None:
-            self._write_results(record, run_info, status, done, wall_before + time.time() - t0)
+            self._write_results(record, run_info, status, done, wall_before + time.time() - t0, meter.to_json())
 
-        evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, device=self.device, autocast=autocast,
-                           with_auc=with_auc)
+        def evaluate(after_task: int | None) -> Any:
+            with meter.phase("evaluation"):
+                row = evaluate_row(method.classifier(), bench=bench, after_task=after_task, loaders=test_loaders,
+                                   device=self.device, autocast=autocast, with_auc=with_auc)
+            meter.add_images("evaluation", sum(n for a, n in zip(row.accuracy, row.counts, strict=True)
+                                               if math.isfinite(a)))
+            return row
+
         if checkpoint is not None:  # the result files may be one task behind the checkpoint (killed in between)
             write_state("running", start_task)
         else:
             write_state("running", 0)
             if tcfg.eval_initial or not method.trains:
-                row = evaluate(method.classifier(), after_task=None)
+                row = evaluate(after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts
                 self.run_dir.append_log({"task": -1, "event": "eval_initial", "accuracy": row.accuracy})
 
@@ -285,17 +299,19 @@ class Engine:
                              train_class_names=spec.class_names, seen_class_names=bench.seen_class_names(t))
             offset = bench.class_offset(t)
             ctx.bind_task_data(partial(self._fixed_batches, exp_dataset, offset, task_seed(cfg.seed, t)))
-            method.before_task(task)
-            if method.trains:
-                self._train_task(method, ctx, task, exp_dataset, offset, schedule, cfg.seed)
-            method.after_task(task)
+            with meter.phase("training"):
+                method.before_task(task)
+                if method.trains:
+                    self._train_task(method, ctx, task, exp_dataset, offset, schedule, cfg.seed)
+                    meter.add_images("training", task.steps * self.train_cfg.batch_size)
+                method.after_task(task)
             ctx.weights_changed()
             ctx.bind_task_data(None)
 
             if not method.trains and bench.protocol == "mtil" and record.initial is not None:
                 row_acc, row_auc = list(record.initial), None  # unchanged weights: the zero-shot row repeats
             else:
-                row = evaluate(method.classifier(), after_task=t)
+                row = evaluate(after_task=t)
                 row_acc, row_auc = row.accuracy, row.auc
                 record.counts = row.counts
             record.rows[t] = row_acc
@@ -303,7 +319,7 @@ class Engine:
                 record.auc[t] = row_auc
             self.run_dir.append_log({"task": t, "event": "eval", "accuracy": row_acc})
             done = t + 1
-            self._checkpoint(model, method, record, done, wall_before + time.time() - t0)
+            self._checkpoint(model, method, record, done, wall_before + time.time() - t0, meter.to_json())
             write_state("complete" if done == len(bench.tasks) else "running", done)
             self.say(f"[{cfg.method}] after {spec.name} ({done}/{len(bench.tasks)}): "
                      + " ".join(f"{a:.1f}" if math.isfinite(a) else "-" for a in row_acc))
@@ -415,14 +431,15 @@ class Engine:
             bar.close()
         ctx.model.eval()
 
-    def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float) -> None:
+    def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float,
+                    cost: dict[str, Any]) -> None:
         import io
 
         from clbench.store import write_atomic
 
         buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "method": method.state_dict(), "record": record.to_json(),
-                    "completed_tasks": done, "wall_time_s": wall}, buf)
+                    "completed_tasks": done, "wall_time_s": wall, "cost": cost}, buf)
         write_atomic(self.run_dir.checkpoint_path, buf.getvalue())
 
     @staticmethod
