@@ -47,6 +47,7 @@ class TrainConfig:
     eval_cache: bool = True
     eval_cache_memory_gb: float | None = None  # host memory for decoded sets; None = a quarter of physical RAM
     eval_cache_dir: str | None = None  # memory-mapped sets beyond that; None = <out>/.eval-cache
+    compile: bool = False  # torch.compile the image and text towers (CUDA; measured no win on CPU, see README)
     eval_initial: bool = True  # evaluate the pretrained model before the first task (zero-shot reference row)
     log_every: int = 10
 
