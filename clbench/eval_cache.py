@@ -86,7 +86,7 @@ def _as_uint8(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 
 def normalise(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """``ToTensor`` + ``Normalize`` of uint8 images, operation for operation (bit-identical results)."""
-    return u.to(torch.float32).div(255).sub_(mean).div_(std)
+    return u.to(torch.float32).div_(255).sub_(mean).div_(std)
 
 
 class DecodedLoader:
