@@ -41,8 +41,13 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float | None = None
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    eval_batch_size: int = 256
-    num_workers: int = 0
+    eval_batch_size: int | str = "auto"  # auto: 1024 on CUDA, 256 on CPU
+    num_workers: int | str = "auto"  # DataLoader workers; auto: 0 on CPU, from the CPU count on CUDA
+    # decoded-set cache (clbench.eval_cache): test sets decoded once per run; results-neutral, not hashed
+    eval_cache: bool = True
+    eval_cache_memory_gb: float | None = None  # host memory for decoded sets; None = a quarter of physical RAM
+    eval_cache_dir: str | None = None  # memory-mapped sets beyond that; None = <out>/.eval-cache
+    compile: bool = False  # torch.compile the image and text towers (CUDA; measured no win on CPU, see README)
     eval_initial: bool = True  # evaluate the pretrained model before the first task (zero-shot reference row)
     log_every: int = 10
 
@@ -66,8 +71,19 @@ class TrainConfig:
         for key, low in (("iterations", 1), ("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1),
                          ("log_every", 1), ("warmup", 0), ("num_workers", 0)):
             value = getattr(self, key)
+            if key in ("eval_batch_size", "num_workers") and value == "auto":
+                continue
+            if isinstance(value, str):
+                raise UserError(f"train.{key} must be an integer or auto, got {value!r}")
             if value is not None and value < low:
                 raise UserError(f"train.{key} must be at least {low}, got {value!r}")
+        if self.eval_cache_memory_gb is not None and not self.eval_cache_memory_gb >= 0:  # NaN too
+            raise UserError("train.eval_cache_memory_gb must be 0 or more (0: decoded sets go to files only)")
+
+
+#: Train keys that change how fast a run goes, never its results: left out of the run id's hash, so turning
+#: them on or off continues (``--resume``) the same run folder.
+RESULTS_NEUTRAL_TRAIN_KEYS = ("eval_cache", "eval_cache_memory_gb", "eval_cache_dir")
 
 
 @dataclass
@@ -98,6 +114,12 @@ class ResolvedConfig:
             "method": {"name": self.method, **dataclasses.asdict(self.method_config)},
             "seed": self.seed,
         }
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the results-neutral keys: what the run id hashes."""
+        out = self.to_dict()
+        out["train"] = {k: v for k, v in out["train"].items() if k not in RESULTS_NEUTRAL_TRAIN_KEYS}
+        return out
 
 
 def load_yaml_file(path: str | Path) -> dict[str, Any]:

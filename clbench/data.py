@@ -1,4 +1,9 @@
-"""DataLoaders for stream experiences: the engine's job, never a method's."""
+"""DataLoaders for stream experiences: the engine's job, never a method's.
+
+On CUDA the loaders decode in worker processes (``train.num_workers: auto`` picks the count from the CPUs),
+pin host memory and prefetch, so that JPEG decoding and resizing overlap the model's compute; on CPU the
+model and the loader share the same cores and the default stays in-process (workers would only compete).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,43 @@ def collate_image_label(items: Sequence[Sequence[Any]]) -> tuple[torch.Tensor, t
     return images, labels
 
 
+#: Batches each worker keeps ready on CUDA (PyTorch's default is 2): slack for slow JPEGs.
+PREFETCH_FACTOR = 4
+#: Evaluation batch on a GPU with ``train.eval_batch_size: auto`` (inference only: no activations kept).
+GPU_EVAL_BATCH = 1024
+CPU_EVAL_BATCH = 256
+
+
+def auto_workers(device: torch.device, cpu_count: int | None = None) -> int:
+    """Loader workers for ``num_workers: auto``: none on CPU; on CUDA all CPUs but one for the main process,
+    at most 16 (more rarely helps one GPU and multiplies host memory)."""
+    if device.type != "cuda":
+        return 0
+    cpus = cpu_count if cpu_count is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                    else os.cpu_count() or 1)
+    return max(1, min(16, cpus - 1))
+
+
+def resolve_workers(setting: int | str, device: torch.device) -> int:
+    """``train.num_workers`` (an int or ``auto``) as a worker count for ``device``."""
+    return auto_workers(device) if setting == "auto" else int(setting)
+
+
+def resolve_eval_batch(setting: int | str, device: torch.device) -> int:
+    """``train.eval_batch_size`` (an int or ``auto``): 1024 on CUDA, 256 on CPU."""
+    if setting == "auto":
+        return GPU_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH
+    return int(setting)
+
+
 def make_loader(dataset: Dataset, batch_size: int, device: torch.device, shuffle: bool = False,
                 generator: torch.Generator | None = None, num_workers: int = 0,
-                drop_last: bool = False) -> DataLoader:
-    """A loader with pinned memory and persistent workers on CUDA (and none of that on CPU)."""
+                drop_last: bool = False, persistent: bool = True) -> DataLoader:
+    """A loader with pinned memory, prefetch and (``persistent``) long-lived workers on CUDA; none on CPU.
+
+    One-pass loaders (an eval set that the decoded-set cache records once) pass ``persistent=False`` so their
+    workers exit after the pass instead of idling for the rest of the run.
+    """
     cuda = device.type == "cuda"
     num_workers = min(num_workers, os.cpu_count() or 1)
     return DataLoader(
@@ -32,7 +70,8 @@ def make_loader(dataset: Dataset, batch_size: int, device: torch.device, shuffle
         generator=generator,
         num_workers=num_workers,
         pin_memory=cuda,
-        persistent_workers=cuda and num_workers > 0,
+        persistent_workers=cuda and num_workers > 0 and persistent,
+        prefetch_factor=PREFETCH_FACTOR if cuda and num_workers > 0 else None,
         drop_last=drop_last,
         collate_fn=collate_image_label,
     )

@@ -26,12 +26,20 @@ from clbench import metrics as metric_fns
 from clbench.benchmark import Benchmark, BenchmarkDef
 from clbench.config import ResolvedConfig, TrainConfig
 from clbench.context import MethodContext, trainable_parameters
-from clbench.data import StepBatches, derive_seed, make_loader, step_loader
+from clbench.cost import CostMeter
+from clbench.data import (
+    StepBatches,
+    derive_seed,
+    make_loader,
+    resolve_eval_batch,
+    resolve_workers,
+    step_loader,
+)
 from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
 from clbench.method import Batch, Method, TaskState
-from clbench.models import LoadedModel, load_model
+from clbench.models import LoadedModel, compile_towers, load_model
 from clbench.schedule import cosine_lr, set_lr
 from clbench.services import ServiceRequest, provide
 from clbench.store import MatrixRecord, RunDir, config_hash
@@ -70,6 +78,14 @@ def precision_context(precision: str, device: torch.device) -> tuple[Callable[[]
     return partial(torch.autocast, device_type=device.type, dtype=dtype), scaler
 
 
+def make_optimizer(params: list[nn.Parameter], lr: float, tcfg: TrainConfig, device: torch.device
+                   ) -> torch.optim.AdamW:
+    """ZSCL's AdamW; on CUDA the fused kernel (one launch for all parameters instead of several per tensor,
+    same update up to rounding). CPU keeps the default implementation, so CPU results stay bit-stable."""
+    return torch.optim.AdamW(params, lr=lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps,
+                             weight_decay=tcfg.weight_decay, fused=True if device.type == "cuda" else None)
+
+
 @dataclass
 class RunResult:
     run_dir: RunDir
@@ -93,10 +109,11 @@ class Engine:
         self.device = resolve_device(device)
         self.quiet = quiet
         self.say = progress or (lambda msg: None)
-        cfg_dict = config.to_dict()
-        self.cfg_hash = config_hash(cfg_dict)
+        self.cfg_hash = config_hash(config.identity())
+        self.out = Path(out)
         self.run_dir = RunDir(RunDir.location(out, config.benchmark, config.method, config.seed, self.cfg_hash))
         self.train_cfg: TrainConfig = config.train
+        self.workers = resolve_workers(config.train.num_workers, self.device)
         self._started_training = False
         self._initial: nn.Module | None = None
 
@@ -130,7 +147,8 @@ class Engine:
                 raise UserError(f"checkpoint {rd.checkpoint_path} holds no accuracy matrix; rerun with --force to "
                                 "start over") from None
             self._write_results(record, {k: v for k, v in info.items() if k not in ("schema_version", "updated")},
-                                "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]))
+                                "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]),
+                                checkpoint.get("cost") if isinstance(checkpoint.get("cost"), dict) else None)
             return {"complete": True}
         return checkpoint
 
@@ -150,13 +168,15 @@ class Engine:
         return checkpoint
 
     def _write_results(self, record: MatrixRecord, run_info: dict[str, Any], status: str, done: int,
-                       wall: float) -> None:
+                       wall: float, cost: dict[str, Any] | None = None) -> None:
         """matrix.json/.csv, metrics.json, then run.json last: run.json says "complete" only once all are."""
         complete = status == "complete"
         protocol = run_info["protocol"]
         self.run_dir.write_matrix(record)
         self.run_dir.write_metrics(protocol, complete, self._metrics(protocol, record) if complete else {})
-        self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done, "wall_time_s": round(wall, 3)})
+        extra = {"cost": cost} if cost is not None else {}
+        self.run_dir.write_run({**run_info, "status": status, "completed_tasks": done, "wall_time_s": round(wall, 3),
+                                **extra})
 
     def _initial_model(self, loaded: LoadedModel) -> nn.Module:
         if self._initial is None:
@@ -192,6 +212,8 @@ class Engine:
             torch.use_deterministic_algorithms(True, warn_only=True)
         loaded = load_model(cfg.model.name, cfg.model.pretrained, self.device, cfg.model.download)
         model = loaded.model.to(self.device)
+        if self.train_cfg.compile:
+            compile_towers(model)
         bench = self._benchmark(loaded)
         scenario = bench.stream()
         train_stream, test_stream = list(scenario.train_stream), list(scenario.test_stream)
@@ -202,17 +224,20 @@ class Engine:
         autocast, scaler = precision_context(self.train_cfg.precision, self.device)
         ctx = MethodContext(model, loaded.tokenizer, self.device, self.train_cfg.label_smoothing,
                             autocast=autocast, scaler=scaler, initial_model=lambda: self._initial_model(loaded))
+        meter = CostMeter.from_json(checkpoint.get("cost") if checkpoint is not None else None, self.device)
         for name in self.method_cls.services:
-            ctx.services[name] = provide(ServiceRequest(
-                name=name, method=cfg.method, method_config=cfg.method_config, benchmark=bench,
-                transforms=loaded.transforms, device=self.device, seed=cfg.seed, batch_size=self.train_cfg.batch_size,
-                quiet=self.quiet))
+            with meter.phase("generation"):
+                ctx.services[name] = provide(ServiceRequest(
+                    name=name, method=cfg.method, method_config=cfg.method_config, benchmark=bench,
+                    transforms=loaded.transforms, device=self.device, seed=cfg.seed,
+                    batch_size=self.train_cfg.batch_size, quiet=self.quiet))
+            meter.add_images("generation", getattr(ctx.services[name], "generated_images", 0))
         method = self.method_cls(cfg.method_config, ctx)
-        method.before_run()
+        with meter.phase("training"):
+            method.before_run()
 
         tcfg = self.train_cfg
-        test_loaders = [make_loader(e.dataset, tcfg.eval_batch_size, self.device, num_workers=tcfg.num_workers)
-                        for e in test_stream]
+        test_loaders = self._eval_loaders(bench, test_stream, loaded)
         with_auc = bench.protocol == "medxtreme"
         task_names = [t.name for t in bench.tasks]
         env = describe(self.device)
@@ -247,16 +272,22 @@ class Engine:
         }
 
         def write_state(status: str, done: int) -> None:
-            self._write_results(record, run_info, status, done, wall_before + time.time() - t0)
+            self._write_results(record, run_info, status, done, wall_before + time.time() - t0, meter.to_json())
 
-        evaluate = partial(evaluate_row, bench=bench, loaders=test_loaders, device=self.device, autocast=autocast,
-                           with_auc=with_auc)
+        def evaluate(after_task: int | None) -> Any:
+            with meter.phase("evaluation"):
+                row = evaluate_row(method.classifier(), bench=bench, after_task=after_task, loaders=test_loaders,
+                                   device=self.device, autocast=autocast, with_auc=with_auc)
+            meter.add_images("evaluation", sum(n for a, n in zip(row.accuracy, row.counts, strict=True)
+                                               if math.isfinite(a)))
+            return row
+
         if checkpoint is not None:  # the result files may be one task behind the checkpoint (killed in between)
             write_state("running", start_task)
         else:
             write_state("running", 0)
             if tcfg.eval_initial or not method.trains:
-                row = evaluate(method.classifier(), after_task=None)
+                row = evaluate(after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts
                 self.run_dir.append_log({"task": -1, "event": "eval_initial", "accuracy": row.accuracy})
 
@@ -270,17 +301,19 @@ class Engine:
                              train_class_names=spec.class_names, seen_class_names=bench.seen_class_names(t))
             offset = bench.class_offset(t)
             ctx.bind_task_data(partial(self._fixed_batches, exp_dataset, offset, task_seed(cfg.seed, t)))
-            method.before_task(task)
-            if method.trains:
-                self._train_task(method, ctx, task, exp_dataset, offset, schedule, cfg.seed)
-            method.after_task(task)
+            with meter.phase("training"):
+                method.before_task(task)
+                if method.trains:
+                    self._train_task(method, ctx, task, exp_dataset, offset, schedule, cfg.seed)
+                    meter.add_images("training", task.steps * self.train_cfg.batch_size)
+                method.after_task(task)
             ctx.weights_changed()
             ctx.bind_task_data(None)
 
             if not method.trains and bench.protocol == "mtil" and record.initial is not None:
                 row_acc, row_auc = list(record.initial), None  # unchanged weights: the zero-shot row repeats
             else:
-                row = evaluate(method.classifier(), after_task=t)
+                row = evaluate(after_task=t)
                 row_acc, row_auc = row.accuracy, row.auc
                 record.counts = row.counts
             record.rows[t] = row_acc
@@ -288,7 +321,7 @@ class Engine:
                 record.auc[t] = row_auc
             self.run_dir.append_log({"task": t, "event": "eval", "accuracy": row_acc})
             done = t + 1
-            self._checkpoint(model, method, record, done, wall_before + time.time() - t0)
+            self._checkpoint(model, method, record, done, wall_before + time.time() - t0, meter.to_json())
             write_state("complete" if done == len(bench.tasks) else "running", done)
             self.say(f"[{cfg.method}] after {spec.name} ({done}/{len(bench.tasks)}): "
                      + " ".join(f"{a:.1f}" if math.isfinite(a) else "-" for a in row_acc))
@@ -303,6 +336,39 @@ class Engine:
             self._bench_cache[key] = self.bench_def.build(self.config.benchmark_options, loaded.transforms)
         return self._bench_cache[key]
 
+    def _eval_loaders(self, bench: Benchmark, test_stream: list[Any], loaded: LoadedModel) -> list[Any]:
+        """One loader per test set; with ``train.eval_cache`` each decodes its set once (``clbench.eval_cache``)."""
+        tcfg = self.train_cfg
+        batch = resolve_eval_batch(tcfg.eval_batch_size, self.device)
+        loaders = [make_loader(e.dataset, batch, self.device, num_workers=self.workers, persistent=not tcfg.eval_cache)
+                   for e in test_stream]
+        if not tcfg.eval_cache:
+            return loaders
+        from clbench.eval_cache import (
+            CachePolicy,
+            DecodedLoader,
+            MemoryBudget,
+            dataset_key,
+            default_memory_bytes,
+        )
+
+        memory = (default_memory_bytes() if tcfg.eval_cache_memory_gb is None
+                  else int(tcfg.eval_cache_memory_gb * 1024**3))
+        cache_dir = Path(tcfg.eval_cache_dir).expanduser() if tcfg.eval_cache_dir else self.out / ".eval-cache"
+        policy = CachePolicy(memory, cache_dir, pin=self.device.type == "cuda")
+        budget = MemoryBudget(memory)
+        identity = {"benchmark": self.config.benchmark, "options": repr(self.config.benchmark_options),
+                    "protocol": bench.protocol, "model": self.config.model.name}
+        transform = repr(loaded.transforms.eval)
+
+        def key(j: int) -> str:
+            labels = np.asarray([int(t) for t in getattr(test_stream[j].dataset, "targets", [])], dtype=np.int64)
+            return dataset_key({**identity, "task": j, "size": len(test_stream[j].dataset)}, transform, labels)
+
+        mean, std = loaded.transforms.mean, loaded.transforms.std
+        return [DecodedLoader(loader, self.device, mean, std, policy, budget, partial(key, j))
+                for j, loader in enumerate(loaders)]
+
     def _steps(self, n_examples: int) -> int:
         """The schedule length N of one task (warm-up + cosine span); ``train.final_step`` adds step N."""
         tcfg = self.train_cfg
@@ -314,14 +380,14 @@ class Engine:
         """The task's data in order, each draw seeded from (task seed, position): a fixed pass (Fisher, herding)."""
         sampler = StepBatches(len(dataset), self.train_cfg.batch_size, derive_seed(seed, 2), steps=max_batches,
                               shuffle=False)
-        for images, labels in step_loader(dataset, sampler, self.device, self.train_cfg.num_workers):
+        for images, labels in step_loader(dataset, sampler, self.device, self.workers):
             yield Batch(images.to(self.device), (labels - offset).to(self.device))
 
     def train_batches(self, dataset: Any, task: TaskState, seed: int, start: int = 0) -> DataLoader:
         """Batches ``start .. task.steps - 1`` of a task: a pure function of (seed, task, step)."""
         sampler = StepBatches(len(dataset), self.train_cfg.batch_size, task_seed(seed, task.index), steps=task.steps,
                               start=start)
-        return step_loader(dataset, sampler, self.device, self.train_cfg.num_workers)
+        return step_loader(dataset, sampler, self.device, self.workers)
 
     def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
                     schedule: int, seed: int) -> None:
@@ -330,8 +396,7 @@ class Engine:
         steps = task.steps
         params = [p for _, p in trainable_parameters(ctx.model)]
         lr = task.spec.lr if task.spec.lr is not None else tcfg.lr
-        optimizer = torch.optim.AdamW(params, lr=lr, betas=(tcfg.beta1, tcfg.beta2), eps=tcfg.eps,
-                                      weight_decay=tcfg.weight_decay)
+        optimizer = make_optimizer(params, lr, tcfg, self.device)
         batches = iter(self.train_batches(dataset, task, seed))
         scaler = ctx.scaler
         self._started_training = True
@@ -359,23 +424,24 @@ class Engine:
             else:
                 optimizer.step()
             method.after_step(task, step)
-            if step % tcfg.log_every == 0 or step == steps - 1:
+            if step % tcfg.log_every == 0 or step == steps - 1:  # the only place step logs become numbers
                 self.run_dir.append_log({"task": task.index, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                                         **logs})
+                                         **{k: float(v) for k, v in logs.items()}})
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
         ctx.model.eval()
 
-    def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float) -> None:
+    def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float,
+                    cost: dict[str, Any]) -> None:
         import io
 
         from clbench.store import write_atomic
 
         buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "method": method.state_dict(), "record": record.to_json(),
-                    "completed_tasks": done, "wall_time_s": wall}, buf)
+                    "completed_tasks": done, "wall_time_s": wall, "cost": cost}, buf)
         write_atomic(self.run_dir.checkpoint_path, buf.getvalue())
 
     @staticmethod

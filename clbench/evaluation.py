@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from clbench.benchmark import Benchmark
 from clbench.classifier import Classifier, HeadGroup, HeadSpec
@@ -54,7 +55,8 @@ def head_for(bench: Benchmark, task_index: int, after_task: int | None) -> HeadS
 
 
 @torch.inference_mode()
-def score_task(classifier: Classifier, head: HeadSpec, loader: DataLoader, device: torch.device,
+def score_task(classifier: Classifier, head: HeadSpec, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+               device: torch.device,
                autocast: object) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, labels) of every test image of one task, batch by batch."""
     logits, labels = [], []
@@ -66,7 +68,7 @@ def score_task(classifier: Classifier, head: HeadSpec, loader: DataLoader, devic
     return torch.cat(logits), torch.cat(labels).to(device)
 
 
-def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | None, loaders: list[DataLoader],
+def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | None, loaders: Sequence[Any],
                  device: torch.device, autocast: object, with_auc: bool = False) -> RowResult:
     """Accuracy on every task's test set after training ``after_task`` (None = before any training).
 
@@ -74,6 +76,9 @@ def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | Non
     included: zero-shot Transfer needs them). Class-incremental scores tasks j <= t over every class seen so
     far; future tasks are NaN (they have no head yet). Before training, cil scores each task over the classes
     seen up to it (the zero-shot reference of each step). See :func:`head_for`.
+
+    ``loaders[j]`` yields (images, labels) batches of task j's test set and has ``dataset`` (for its size): a
+    DataLoader or a :class:`clbench.eval_cache.DecodedLoader`.
     """
     acc: list[float] = []
     counts: list[int] = []

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from clbench.context import MethodContext
 
 
+#: What ``training_step`` returns: loss terms to log, as detached 0-dim tensors (floats are accepted). The
+#: engine turns them into numbers only on logged steps: ``float(t)`` waits for the device, and doing it every
+#: step would stall a GPU once per iteration.
+StepLogs = dict[str, torch.Tensor | float]
+
+
 @dataclass
 class NoConfig:
     """Config of a method without hyper-parameters of its own."""
@@ -76,14 +82,15 @@ class Method:
     def before_task(self, task: TaskState) -> None:
         """Before the first training iteration of ``task``."""
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         """One iteration: compute losses and call ``self.ctx.backward`` (possibly several times).
 
-        The engine zeroes gradients before and clips/steps the optimizer after. Returns scalars to log.
+        The engine zeroes gradients before and clips/steps the optimizer after. Returns detached scalar tensors
+        to log (:data:`StepLogs`); never ``float(...)`` them here, that synchronises with the device.
         """
         loss = self.task_loss(batch, task)
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach())}
+        return {"loss": loss.detach()}
 
     def after_step(self, task: TaskState, step: int) -> None:
         """After the optimizer step (weight averaging and similar)."""

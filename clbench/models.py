@@ -157,6 +157,22 @@ def _convert_to_rgb(image: Any) -> Any:
     return image.convert("RGB")
 
 
+def compile_towers(model: nn.Module) -> list[str]:
+    """``torch.compile`` the image tower and the text transformer in place (``train.compile``).
+
+    In place (``nn.Module.compile``) rather than wrapping the model: parameter names, ``state_dict`` keys,
+    checkpoints and method code stay the same. Deep copies (teachers, snapshots) run eagerly. Returns the
+    compiled submodules' names.
+    """
+    done = []
+    for name in ("visual", "transformer"):
+        sub = getattr(model, name, None)
+        if isinstance(sub, nn.Module):
+            sub.compile()
+            done.append(name)
+    return done
+
+
 def load_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
                download: bool = False) -> LoadedModel:
     """Create an open_clip model, its tokenizer and transforms; frozen ``logit_scale`` (ZSCL/GIFT).

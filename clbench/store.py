@@ -4,7 +4,9 @@ Layout (schema version 1), read by ``clbench report`` and by other tools::
 
     <out>/<benchmark>/<method>/<run_id>/
         run.json          schema_version, run_id, benchmark, method, seed, protocol, tasks, status
-                          ("running" | "complete"), completed_tasks, config_hash, created, updated, wall_time_s
+                          ("running" | "complete"), completed_tasks, config_hash, created, updated, wall_time_s,
+                          cost (seconds / images / images_per_s per phase generation, training, evaluation;
+                          peak_host_memory_mb, peak_gpu_memory_mb: see ``clbench.cost``)
         config.yaml       the fully resolved configuration (benchmark, model, train, method, seed)
         environment.json  python / package versions, git sha, device, platform
         matrix.csv        accuracy matrix (%): header = task names in training order, one row per completed

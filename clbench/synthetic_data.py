@@ -113,14 +113,19 @@ def generation_batch(options: SyntheticOptions, generator: ImageGenerator) -> in
 
 
 def ensure_generated(cache: SyntheticCache, plan: Plan, generator: ImageGenerator, options: SyntheticOptions,
-                     desc: str = "synthetic data") -> dict[str, Any]:
-    """The plan's manifest, generating whatever the cache lacks first (no-op when the manifest exists)."""
+                     desc: str = "synthetic data", counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The plan's manifest, generating whatever the cache lacks first (no-op when the manifest exists).
+
+    ``counts["generated"]`` (when given) grows by the images generated here (the run's cost accounting).
+    """
     manifest = cache.read_manifest(plan)
     if manifest is not None:
         return manifest
     try:
-        cache.generate(plan, lambda: generator, batch_size=generation_batch(options, generator),
-                       progress=options.progress, desc=desc)
+        report = cache.generate(plan, lambda: generator, batch_size=generation_batch(options, generator),
+                                progress=options.progress, desc=desc)
+        if counts is not None:
+            counts["generated"] = counts.get("generated", 0) + report.generated
     finally:
         close = getattr(generator, "close", None)
         if callable(close):  # e.g. free the diffusion pipeline before training starts
@@ -184,6 +189,7 @@ class SyntheticData:
         self.seed = seed
         self.device = torch.device(device)
         self._current: tuple[int, SyntheticTask] | None = None
+        self.generated_images = 0  # images the provider generated for this run (0: all found in the cache)
 
     @classmethod
     def from_tasks(cls, tasks: Sequence[SyntheticTask], batch_size: int, seed: int = 0,
@@ -237,7 +243,9 @@ def provide_synthetic_data(request: ServiceRequest) -> SyntheticData:
     plan = plan_for(bench, options)
     generator = make_generator(options, bench, request.transforms.image_size, request.device)
     cache = SyntheticCache(generator.config(), options.cache, options.image_format)
-    manifest = ensure_generated(cache, plan, generator, options, desc=f"synthetic data for {bench.name}")
+    counts = {"generated": 0}
+    manifest = ensure_generated(cache, plan, generator, options, desc=f"synthetic data for {bench.name}",
+                                counts=counts)
 
     def load(index: int) -> SyntheticTask:
         nonlocal manifest
@@ -248,5 +256,7 @@ def provide_synthetic_data(request: ServiceRequest) -> SyntheticData:
             manifest = ensure_generated(cache, plan, generator, options, desc="regenerating damaged images")
             return decode_task(cache, manifest, index, request.transforms.eval)
 
-    return SyntheticData(load, len(bench.tasks), options.batch_size or request.batch_size, request.seed,
+    data = SyntheticData(load, len(bench.tasks), options.batch_size or request.batch_size, request.seed,
                          request.device)
+    data.generated_images = counts["generated"]
+    return data

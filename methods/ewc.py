@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from clbench.context import trainable_parameters
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.registry import register_method
 from clbench.weights import Weights, squared_distance
 
@@ -70,16 +70,16 @@ class EWC(Method):
     fisher: Weights | None = None
     anchor: Weights | None = None
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         ce = self.task_loss(batch, task)
         loss = ce
-        logs: dict[str, float] = {"ce": float(ce.detach())}
+        logs: dict[str, torch.Tensor] = {"ce": ce.detach()}
         if self.fisher is not None and self.anchor is not None:
             penalty = squared_distance(trainable_parameters(self.model), self.anchor, self.fisher)
             loss = ce + 0.5 * self.config.lam * penalty
-            logs["ewc"] = float(penalty.detach())
+            logs["ewc"] = penalty.detach()
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach()), **logs}
+        return {"loss": loss.detach(), **logs}
 
     def after_task(self, task: TaskState) -> None:
         cfg: EWCConfig = self.config

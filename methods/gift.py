@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from clbench.context import trainable_parameters
 from clbench.errors import UserError
 from clbench.losses import distillation
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.registry import register_method
 from clbench.synth.diffusers_backend import DEFAULT_MODEL
 from clbench.synthetic_data import SyntheticBatch, SyntheticData, SyntheticTask
@@ -245,25 +245,25 @@ class Gift(Method):
                     m.mul_(step / (step + 1)).add_(f, alpha=1.0 / (step + 1))
         return self.static_fisher
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         cfg: GiftConfig = self.config
-        logs: dict[str, float] = {}
-        total = 0.0
+        logs: StepLogs = {}
+        total = torch.zeros((), device=batch.images.device)
         if cfg.cd or cfg.ita:
             cd, ita = self.synthetic_losses(next(self.batches))
             synthetic = cfg.cd_weight * cd + cfg.ita_weight * ita
             self.ctx.backward(synthetic)
-            logs.update(cd=float(cd.detach()), ita=float(ita.detach()))
-            total += float(synthetic.detach())
+            logs.update(cd=cd.detach(), ita=ita.detach())
+            total = total + synthetic.detach()
         if cfg.wc_weight:  # after the synthetic backward: F comes from exactly those gradients
             fisher = self.static_importance(step) if cfg.awc and cfg.static_awc else None
             awc = add_awc_gradients_(self.params, self.anchors, cfg.wc_weight, fisher, adaptive=cfg.awc,
                                      loss_scale=self.ctx.loss_scale())
-            logs["awc" if cfg.awc else "l2"] = float(awc)
-            total += float(awc)
+            logs["awc" if cfg.awc else "l2"] = awc.detach()
+            total = total + awc.detach()
         ce = self.task_loss(batch, task)
         self.ctx.backward(ce)
-        logs["ce"] = float(ce.detach())
+        logs["ce"] = ce.detach()
         return {"loss": total + logs["ce"], **logs}
 
     def after_task(self, task: TaskState) -> None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from clbench.errors import UserError
 from clbench.losses import feature_distillation, masked_cross_entropy
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.methods.lwf import teacher_image_features
 from clbench.registry import register_method
 
@@ -155,10 +155,10 @@ class ICaRL(Method):
         allowed = column_task.view(1, -1) == tasks.to(images.device).view(-1, 1)
         return masked_cross_entropy(logits, targets.to(images.device), allowed, self.ctx.label_smoothing)
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         cfg: ICaRLConfig = self.config
         ce = self.task_loss(batch, task)
-        loss, logs = ce, {"ce": float(ce.detach())}
+        loss, logs = ce, {"ce": ce.detach()}
         if self.teacher is not None:
             if self.teacher is self.model:  # the shared teacher moves every step (models.py:246-250)
                 self.encode_teacher_text(task)
@@ -169,13 +169,13 @@ class ICaRL(Method):
             l_img, l_txt = feature_distillation(feats, teacher, self.teacher_text, self.ctx.logit_scale(self.model),
                                                 cfg.temperature)
             loss = ce + cfg.image_weight * l_img + cfg.text_weight * l_txt
-            logs.update(distill_image=float(l_img.detach()), distill_text=float(l_txt.detach()))
+            logs.update(distill_image=l_img.detach(), distill_text=l_txt.detach())
             if cfg.replay_weight:
                 replay = self.replay_loss(images, self.tasks[pick], self.labels[pick].to(self.ctx.device), feats)
                 loss = loss + cfg.replay_weight * replay
-                logs["replay"] = float(replay.detach())
+                logs["replay"] = replay.detach()
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach()), **logs}
+        return {"loss": loss.detach(), **logs}
 
     @torch.no_grad()
     def after_task(self, task: TaskState) -> None:

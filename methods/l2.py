@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from clbench.context import trainable_parameters
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.registry import register_method
 from clbench.weights import Weights, snapshot, squared_distance
 
@@ -36,13 +36,13 @@ class L2(Method):
     def before_task(self, task: TaskState) -> None:
         self.anchor = snapshot(self.model)
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         assert self.anchor is not None
         ce = self.task_loss(batch, task)
         l2 = squared_distance(trainable_parameters(self.model), self.anchor)
         loss = ce + self.config.weight * l2
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach()), "ce": float(ce.detach()), "l2": float(l2.detach())}
+        return {"loss": loss.detach(), "ce": ce.detach(), "l2": l2.detach()}
 
     def after_task(self, task: TaskState) -> None:
         self.anchor = None

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.losses import feature_distillation
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.registry import register_method
 
 
@@ -71,7 +71,7 @@ class LwF(Method):
         with self.ctx.autocast():
             self.teacher_text = self.reference_texts(task)
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         cfg: LwFConfig = self.config
         if cfg.reference_quirks:  # the shared teacher moves every step: its embeddings too (models.py:246-250)
             self.teacher_text = self.reference_texts(task)
@@ -85,8 +85,8 @@ class LwF(Method):
         l_img, l_txt = feature_distillation(image, teacher_image, self.teacher_text, scale, cfg.temperature)
         loss = ce + cfg.image_weight * l_img + cfg.text_weight * l_txt
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach()), "ce": float(ce.detach()), "distill_image": float(l_img.detach()),
-                "distill_text": float(l_txt.detach())}
+        return {"loss": loss.detach(), "ce": ce.detach(), "distill_image": l_img.detach(),
+                "distill_text": l_txt.detach()}
 
     def after_task(self, task: TaskState) -> None:
         self.teacher, self.teacher_text = None, None  # free the copy before evaluation

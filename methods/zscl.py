@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from clbench.context import trainable_parameters
 from clbench.losses import feature_distillation
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.reference_data import ReferenceData
 from clbench.registry import register_method
 from clbench.weights import RunningAverage, Weights, load_weights, snapshot, squared_distance
@@ -125,18 +125,18 @@ class ZSCL(Method):
         scale = self.ctx.logit_scale(self.model)
         return feature_distillation(student, teacher, self.ref_text, scale, self.config.temperature)
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         cfg: ZSCLConfig = self.config
         ce = self.task_loss(batch, task)
         l_img, l_txt = self.zscl_loss(*self.reference_batch(len(batch.images)))
         loss = ce + cfg.image_weight * l_img + cfg.text_weight * l_txt
-        logs = {"ce": float(ce.detach()), "zscl_image": float(l_img.detach()), "zscl_text": float(l_txt.detach())}
+        logs = {"ce": ce.detach(), "zscl_image": l_img.detach(), "zscl_text": l_txt.detach()}
         if self.anchor is not None:
             l2 = squared_distance(trainable_parameters(self.model), self.anchor)
             loss = loss + cfg.l2_weight * l2
-            logs["l2"] = float(l2.detach())
+            logs["l2"] = l2.detach()
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach()), **logs}
+        return {"loss": loss.detach(), **logs}
 
     def after_step(self, task: TaskState, step: int) -> None:
         # mtil/src/models/finetune.py:310 and cil/continual_clip/models.py:274: ``iteration % avg_freq == 0`` only

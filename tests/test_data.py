@@ -1,13 +1,25 @@
-"""Training batches are a pure function of (seed, task, step): any num_workers, any start step."""
+"""Training batches are a pure function of (seed, task, step); loader policy (workers, pinning, prefetch,
+eval batch) and fused AdamW on CUDA only."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from clbench.data import StepBatches, step_loader
+from clbench.data import (
+    StepBatches,
+    auto_workers,
+    make_loader,
+    resolve_eval_batch,
+    resolve_workers,
+    step_loader,
+)
+from clbench.engine import make_optimizer
+from clbench.errors import UserError
+from clbench.runner import config_layers, resolve
 from clbench.world.datasets import ImageLabelDataset
 
-CPU = torch.device("cpu")
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 def augmented_dataset(n: int = 23) -> ImageLabelDataset:
@@ -76,3 +88,41 @@ def test_fixed_pass_is_in_order_and_capped() -> None:
     sampler = StepBatches(10, 4, seed=0, steps=None, shuffle=False)
     assert [[i for i, _ in b] for b in sampler] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert len(list(StepBatches(10, 4, seed=0, steps=2, shuffle=False))) == 2
+
+def test_auto_workers_none_on_cpu_and_from_the_cpu_count_on_cuda():
+    assert auto_workers(CPU, cpu_count=16) == 0
+    assert [auto_workers(CUDA, cpu_count=n) for n in (1, 2, 16, 64)] == [1, 1, 15, 16]
+    assert resolve_workers("auto", CPU) == 0 and resolve_workers(3, CPU) == 3  # an explicit count wins
+
+
+def test_eval_batch_auto_is_large_on_gpu():
+    assert resolve_eval_batch("auto", CPU) == 256 and resolve_eval_batch("auto", CUDA) == 1024
+    assert resolve_eval_batch(64, CUDA) == 64
+
+
+def test_cuda_loader_pins_prefetches_and_keeps_workers_cpu_loader_does_not():
+    data = torch.utils.data.TensorDataset(torch.zeros(4, 3), torch.zeros(4))
+    gpu = make_loader(data, 2, CUDA, num_workers=1)
+    assert gpu.pin_memory and gpu.prefetch_factor == 4 and gpu.persistent_workers
+    assert not make_loader(data, 2, CUDA, num_workers=1, persistent=False).persistent_workers
+    cpu = make_loader(data, 2, CPU)
+    assert not cpu.pin_memory and cpu.num_workers == 0 and not cpu.persistent_workers
+
+
+def test_fused_adamw_on_cuda_only():
+    tcfg = resolve("smoke", "finetune", 0, config_layers("smoke", ["finetune"], None, [])).train
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert make_optimizer(params, 1e-3, tcfg, CUDA).defaults["fused"] is True
+    assert not make_optimizer(params, 1e-3, tcfg, CPU).defaults["fused"]
+
+
+def test_real_benchmarks_default_to_auto_and_resolve_to_zero_workers_on_cpu():
+    tcfg = resolve("mtil_order1", "finetune", 0, config_layers("mtil_order1", ["finetune"], None, [])).train
+    assert tcfg.num_workers == "auto" and tcfg.eval_batch_size == "auto"
+    assert resolve_workers(tcfg.num_workers, CPU) == 0
+
+
+@pytest.mark.parametrize("value", ["lots", "-1"])
+def test_bad_worker_count_is_a_user_error(value):
+    with pytest.raises(UserError, match="train.num_workers must be"):
+        resolve("smoke", "finetune", 0, config_layers("smoke", ["finetune"], None, [f"train.num_workers={value}"]))

@@ -226,3 +226,31 @@ def test_killed_parallel_runner_leaves_no_worker_behind(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     _wait_for(lambda: not any(_alive(p) for p in workers), timeout=30)
+
+
+class _CountedScalar:
+    """A step log value that counts how often the engine turns it into a number (a device sync on CUDA)."""
+
+    conversions = 0
+
+    def __float__(self) -> float:
+        type(self).conversions += 1
+        return 1.0
+
+
+def test_step_logs_become_numbers_only_on_logged_steps(tmp_path):
+    from clbench.methods.finetune import Finetune
+
+    class Lazy(Finetune):
+        def training_step(self, batch, task, step):  # noqa: ANN001, ANN201
+            super().training_step(batch, task, step)
+            return {"loss": _CountedScalar()}
+
+    layers = config_layers("smoke", ["finetune"], None, ["train.iterations=25", "train.log_every=10"])
+    cfg = resolve("smoke", "finetune", 0, layers)
+    _CountedScalar.conversions = 0
+    result = Engine(cfg, BENCHMARKS.get("smoke"), Lazy, tmp_path, device="cpu", quiet=True).run()
+    logged = [json.loads(ln) for ln in (result.run_dir.path / "log.jsonl").read_text().splitlines()]
+    steps = [(r["task"], r["step"]) for r in logged if "step" in r]
+    assert steps == [(t, s) for t in range(3) for s in (0, 10, 20, 24)]
+    assert _CountedScalar.conversions == len(steps) and all(r["loss"] == 1.0 for r in logged if "step" in r)

@@ -68,6 +68,11 @@ def main(args: argparse.Namespace) -> int:
     published = (load_published(default_dirs(root), results.benchmarks(), args.methods)
                  if args.published else [])
     tables = leaderboards(results, published)
+    from clbench.report.cost import cost_table
+
+    cost = cost_table(results)
+    if cost is not None:  # where the time went, after the leaderboards
+        tables.append(cost)
     out = Path(args.out) if args.out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -78,7 +78,7 @@ def step_both(tiny: Tiny, method: Method, batch: Batch, task: TaskState,
     ref_params = [v for k, v in reference.named_parameters() if k != "logit_scale"]  # finetune.py:82-85
     ref_opt = torch.optim.AdamW(ref_params, lr=LR, eps=EPS, weight_decay=0.0)  # finetune.py:88-90
     opt.zero_grad(set_to_none=True)
-    logs = method.training_step(batch, task, 0)
+    logs = {k: float(v) for k, v in method.training_step(batch, task, 0).items()}  # as the engine logs
     opt.step()
     terms = reference_loss(reference)
     ref_opt.zero_grad()  # finetune.py:306-308

@@ -22,7 +22,7 @@ def test_penalty_value_and_gradient(tiny: Tiny) -> None:
             deltas[name] = 0.01 * torch.randn(p.shape, generator=g)
             p.add_(deltas[name])
     batch = make_batch(4, 2)
-    logs = method.training_step(batch, task, 0)
+    logs = {k: float(v) for k, v in method.training_step(batch, task, 0).items()}  # as the engine logs
     expected = sum(float(d.pow(2).sum()) for d in deltas.values())
     assert logs["l2"] == pytest.approx(expected, rel=1e-4)
     assert logs["loss"] == pytest.approx(logs["ce"] + 0.5 * expected, rel=1e-5)

@@ -84,6 +84,8 @@ def test_offline_world_uses_the_procedural_backend(tmp_path: Path) -> None:
     data: SyntheticData = provide(request)
     [folder] = tmp_path.iterdir()
     assert folder.name.startswith("procedural-")
+    assert data.generated_images == 16 * len(bench.tasks)  # the run's cost accounting: all generated here
+    assert provide(request).generated_images == 0  # the next run finds them in the cache
     first, third = data.task(0), data.task(2)
     assert first.images.shape == (16, 3, 32, 32) and len(third) == 16
     base = set(base_vocabulary(bench).class_names)
