@@ -53,6 +53,7 @@ def build(options: Cifar100Options, transforms: Transforms, name: str, steps: in
         LabeledView(train, remap_labels(train.targets, order), transforms.train),
         LabeledView(test, remap_labels(test.targets, order), transforms.for_test(options.eval_transform)),
         info={"class_order": order, "source": "iCaRL order (Rebuffi et al., 2017)"},
+        random_eval=options.eval_transform == "train",
     )
 
 

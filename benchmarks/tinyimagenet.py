@@ -83,6 +83,7 @@ def build(options: TinyImageNetOptions, transforms: Transforms, name: str, steps
         ImageFiles(train_paths, remap_labels(train_labels, order), transforms.train),
         ImageFiles(test_paths, remap_labels(test_labels, order), transforms.for_test(options.eval_transform)),
         info={"class_order": order, "wnids": wnids},
+        random_eval=options.eval_transform == "train",
     )
 
 

@@ -82,6 +82,7 @@ class Benchmark:
     test_datasets: list[Dataset]
     scenario: Any = None  # the Avalanche benchmark, built lazily by :meth:`stream`
     info: dict[str, Any] = field(default_factory=dict)
+    random_eval: bool = False  # test sets go through a random transform: never cache their decoded images
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -99,7 +100,7 @@ class Benchmark:
 
     @classmethod
     def class_incremental(cls, name: str, tasks: list[TaskSpec], train: Dataset, test: Dataset,
-                          info: dict[str, Any] | None = None) -> Benchmark:
+                          info: dict[str, Any] | None = None, random_eval: bool = False) -> Benchmark:
         """A cil benchmark from whole train/test datasets whose labels are positions in the class order.
 
         The Avalanche stream is built here (``class_incremental_benchmark`` with explicit classes per
@@ -112,7 +113,7 @@ class Benchmark:
             name=name, protocol="cil", tasks=tasks,
             train_datasets=[e.dataset for e in scenario.train_stream],
             test_datasets=[e.dataset for e in scenario.test_stream],
-            scenario=scenario, info=info or {},
+            scenario=scenario, info=info or {}, random_eval=random_eval,
         )
 
     def class_offset(self, task_index: int) -> int:

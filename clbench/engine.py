@@ -342,7 +342,7 @@ class Engine:
         batch = resolve_eval_batch(tcfg.eval_batch_size, self.device)
         loaders = [make_loader(e.dataset, batch, self.device, num_workers=self.workers, persistent=not tcfg.eval_cache)
                    for e in test_stream]
-        if not tcfg.eval_cache:
+        if not tcfg.eval_cache or bench.random_eval:  # a random test transform must be drawn at every evaluation
             return loaders
         from clbench.eval_cache import (
             CachePolicy,

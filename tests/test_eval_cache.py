@@ -146,3 +146,17 @@ def test_bad_cache_budget_is_one_line_error(tmp_path):
 
     with pytest.raises(UserError, match="eval_cache_memory_gb"):
         make_engine(tmp_path, overrides=("train.eval_cache_memory_gb=-1",))
+
+
+def test_random_test_transform_is_never_cached(tmp_path, tiny):
+    """benchmark.eval_transform=train (a random crop at test time) draws anew at every evaluation: no cache."""
+    from types import SimpleNamespace
+
+    from clbench.eval_cache import DecodedLoader as Cached
+
+    engine = make_engine(tmp_path)
+    stream = [SimpleNamespace(dataset=Counting(Mixed()))]
+    for random_eval, cached in ((False, True), (True, False)):
+        bench = SimpleNamespace(protocol="cil", random_eval=random_eval)
+        loaders = engine._eval_loaders(bench, stream, tiny)  # type: ignore[arg-type]
+        assert isinstance(loaders[0], Cached) is cached

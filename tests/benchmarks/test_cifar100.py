@@ -82,5 +82,6 @@ def test_eval_transform_train_reproduces_the_cil_code(root: Path) -> None:
     normal = bench_def.build(bench_def.options(root=str(root), verify_checksums=False), flipped)
     assert torch.equal(quirky.test_datasets[0][0][0], torch.full((3, 8, 8), 7.0))
     assert not torch.equal(normal.test_datasets[0][0][0], torch.full((3, 8, 8), 7.0))
+    assert quirky.random_eval and not normal.random_eval  # the engine never caches a random test transform
     with pytest.raises(UserError, match="benchmark.eval_transform must be eval or train"):
         bench_def.build(bench_def.options(root=str(root), eval_transform="test", verify_checksums=False), flipped)
