@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from clbench import metrics as metric_fns
 from clbench.benchmark import Benchmark, BenchmarkDef
 from clbench.config import ResolvedConfig, TrainConfig
-from clbench.context import MethodContext, trainable_parameters
+from clbench.context import MethodContext
 from clbench.cost import CostMeter
 from clbench.data import (
     StepBatches,
@@ -116,6 +116,9 @@ class Engine:
         self.workers = resolve_workers(config.train.num_workers, self.device)
         self._started_training = False
         self._initial: nn.Module | None = None
+        self._method: Method | None = None
+        self._pretrained: dict[str, torch.Tensor] = {}  # pretrained state (CPU): what a checkpoint leaves out
+        self._trained_names: set[str] = set()  # parameters the optimizer updated in some task
 
     # ---- set-up -----------------------------------------------------------------------------------------
     def _prepare_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
@@ -189,8 +192,23 @@ class Engine:
             else:  # resumed run: reload the pretrained weights
                 fresh = load_model(self.config.model.name, self.config.model.pretrained, self.device,
                                    self.config.model.download)
-                self._initial = freeze(fresh.model)
+                assert self._method is not None
+                self._patch(self._method, fresh.model)
+                self._initial = freeze(fresh.model.to(self.device))
         return self._initial
+
+    def _patch(self, method: Method, model: nn.Module) -> None:
+        """``method.patch_model`` under a fixed seed: the fresh and the resumed run build the same modules."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(task_seed(self.config.seed, -1))
+            method.patch_model(model)
+
+    def _parameter_counts(self, model: nn.Module) -> dict[str, int]:
+        """total / trainable (updated by the optimizer in some task) / added (not in the pretrained model)."""
+        params = dict(model.named_parameters())
+        return {"total": sum(p.numel() for p in params.values()),
+                "trainable": sum(params[n].numel() for n in self._trained_names if n in params),
+                "added": sum(p.numel() for n, p in params.items() if n not in self._pretrained)}
 
     # ---- main loop --------------------------------------------------------------------------------------
     def run(self, resume: bool = False, force: bool = False) -> RunResult:
@@ -233,6 +251,10 @@ class Engine:
                     batch_size=self.train_cfg.batch_size, quiet=self.quiet))
             meter.add_images("generation", getattr(ctx.services[name], "generated_images", 0))
         method = self.method_cls(cfg.method_config, ctx)
+        self._method = method
+        self._pretrained = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self._patch(method, model)
+        model.to(self.device)
         with meter.phase("training"):
             method.before_run()
 
@@ -245,13 +267,16 @@ class Engine:
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if checkpoint is not None:
             try:
-                model.load_state_dict(checkpoint["model"])
+                unexpected = model.load_state_dict(checkpoint["model"], strict=False).unexpected_keys
+                if unexpected:
+                    raise KeyError(f"tensors this model lacks: {', '.join(unexpected[:3])}")
                 method.load_state_dict(checkpoint["method"])
                 record = MatrixRecord.from_json(checkpoint["record"])
             except (RuntimeError, KeyError, TypeError, ValueError) as exc:
                 reason = " ".join(str(exc).split())[:160]
                 raise UserError(f"checkpoint {self.run_dir.checkpoint_path} does not fit this run's model and "
                                 f"method ({reason}); rerun with --force to start over") from None
+            self._trained_names = set(checkpoint.get("trained_parameters", []))
             start_task = int(checkpoint["completed_tasks"])
             wall_before = float(checkpoint.get("wall_time_s", 0.0))
             self._started_training = True
@@ -272,6 +297,7 @@ class Engine:
         }
 
         def write_state(status: str, done: int) -> None:
+            run_info["parameters"] = self._parameter_counts(model)  # total / trainable / added
             self._write_results(record, run_info, status, done, wall_before + time.time() - t0, meter.to_json())
 
         def evaluate(after_task: int | None) -> Any:
@@ -299,12 +325,20 @@ class Engine:
             steps = schedule + 1 if self.train_cfg.final_step else schedule
             task = TaskState(index=t, spec=spec, num_tasks=len(bench.tasks), steps=steps if method.trains else 0,
                              train_class_names=spec.class_names, seen_class_names=bench.seen_class_names(t))
+            lr = spec.lr if spec.lr is not None else tcfg.lr
+            own = method.task_schedule(task, lr) if method.trains else None
+            if own is not None:  # the method's paper sets this task's lr (and schedule length N)
+                lr = float(own[0])
+                if own[1] is not None:
+                    schedule = int(own[1])
+                    steps = schedule + 1 if self.train_cfg.final_step else schedule
+                    task = replace(task, steps=steps)
             offset = bench.class_offset(t)
             ctx.bind_task_data(partial(self._fixed_batches, exp_dataset, offset, task_seed(cfg.seed, t)))
             with meter.phase("training"):
                 method.before_task(task)
                 if method.trains:
-                    self._train_task(method, ctx, task, exp_dataset, offset, schedule, cfg.seed)
+                    self._train_task(method, ctx, task, exp_dataset, offset, schedule, lr, cfg.seed)
                     meter.add_images("training", task.steps * self.train_cfg.batch_size)
                 method.after_task(task)
             ctx.weights_changed()
@@ -390,12 +424,18 @@ class Engine:
         return step_loader(dataset, sampler, self.device, self.workers)
 
     def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
-                    schedule: int, seed: int) -> None:
-        """``task.steps`` optimizer steps under the warm-up + cosine schedule of length ``schedule``."""
+                    schedule: int, lr: float, seed: int) -> None:
+        """``task.steps`` optimizer steps under the warm-up + cosine schedule of length ``schedule``, over the
+        parameters the method declares trainable."""
         tcfg = self.train_cfg
         steps = task.steps
-        params = [p for _, p in trainable_parameters(ctx.model)]
-        lr = task.spec.lr if task.spec.lr is not None else tcfg.lr
+        declared = {n for n, _ in method.trainable(task)}
+        params = []
+        for name, p in ctx.model.named_parameters():  # only the declared parameters train (and get gradients)
+            p.requires_grad_(name in declared)
+            if name in declared:
+                params.append(p)
+        self._trained_names |= declared
         optimizer = make_optimizer(params, lr, tcfg, self.device)
         batches = iter(self.train_batches(dataset, task, seed))
         scaler = ctx.scaler
@@ -440,9 +480,22 @@ class Engine:
         from clbench.store import write_atomic
 
         buf = io.BytesIO()
-        torch.save({"model": model.state_dict(), "method": method.state_dict(), "record": record.to_json(),
-                    "completed_tasks": done, "wall_time_s": wall, "cost": cost}, buf)
+        torch.save({"model": self._changed_state(model), "method": method.state_dict(), "record": record.to_json(),
+                    "completed_tasks": done, "wall_time_s": wall, "cost": cost,
+                    "trained_parameters": sorted(self._trained_names)}, buf)
         write_atomic(self.run_dir.checkpoint_path, buf.getvalue())
+
+    def _changed_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The model's tensors that differ from, or are absent in, the pretrained weights: a resumed run
+        reloads the pretrained model, patches it the same way and loads these on top (a frozen backbone is
+        never stored)."""
+        out = {}
+        for name, tensor in model.state_dict().items():
+            ref = self._pretrained.get(name)
+            cpu = tensor.detach().cpu()
+            if ref is None or ref.shape != cpu.shape or ref.dtype != cpu.dtype or not torch.equal(ref, cpu):
+                out[name] = tensor
+        return out
 
     @staticmethod
     def _metrics(protocol: str, record: MatrixRecord) -> dict[str, float]:

@@ -76,6 +76,32 @@ class Method:
         return self.ctx.model
 
     # ---- hooks -----------------------------------------------------------------------------------------
+    def patch_model(self, model: nn.Module) -> None:
+        """Add the method's own modules to the pretrained ``model`` in place (adapters, prefixes, routers).
+
+        Called once per model the engine builds from the pretrained weights (the trained model, and the fresh copy
+        a resumed run reloads as the initial model), before ``before_run``, the optimizer and any snapshot, under
+        a fixed random seed: a resumed run rebuilds the same modules. Keep existing parameter names (add
+        submodules, do not re-wrap blocks) so a checkpoint stores only what changed or was added. Raise
+        :class:`clbench.errors.UserError` (one line) for a model the method cannot patch. Default: nothing.
+        """
+
+    def trainable(self, task: TaskState) -> list[tuple[str, nn.Parameter]]:
+        """The parameters the optimizer updates during ``task`` (called after ``before_task``).
+
+        The engine turns gradients off for every other parameter of the model, so a frozen backbone stays
+        bit-identical. Default: every parameter that requires gradients, except the frozen ``logit_scale``.
+        """
+        from clbench.context import trainable_parameters
+
+        return trainable_parameters(self.model)
+
+    def task_schedule(self, task: TaskState, lr: float) -> tuple[float, int | None] | None:
+        """(learning rate, iterations N or None) for ``task`` where the method's paper sets its own (e.g. a
+        per-task lr list); ``lr`` and ``task.steps`` are the benchmark's. N is the schedule length (the engine
+        adds the final step N when ``train.final_step``); None keeps the benchmark's. None: the benchmark's."""
+        return None
+
     def before_run(self) -> None:
         """Once, after the pretrained model is loaded and before the first task."""
 
