@@ -1,7 +1,8 @@
 """The cost table: where each method's time goes, from the ``cost`` block of ``run.json`` (``clbench.cost``).
 
 One row per (benchmark, method): seconds of generation / training / evaluation, images/s of training and
-evaluation, peak host and GPU memory, mean ± std over the seeds that recorded a cost. Runs written before
+evaluation, peak host and GPU memory, mean ± std over the seeds that recorded a cost; then the parameter counts
+(total / trainable / added) the engine records in ``run.json``. Runs written before
 cost accounting show blank cells; the table is left out when no run has a cost.
 """
 
@@ -37,6 +38,12 @@ COLUMNS: tuple[tuple[str, str, Getter], ...] = (
 )
 
 
+#: run.json ``parameters`` (engine): trainable = updated by the optimizer in some task, added = not in the
+#: pretrained model (adapters, routers), as parameter-efficient papers compare them
+PARAMETER_COLUMNS: tuple[tuple[str, str], ...] = (("trainable", "Trainable params"), ("added", "Added params"),
+                                                  ("total", "Total params"))
+
+
 def run_cost(run: Run) -> dict[str, Any] | None:
     cost = run.info.get("cost")
     return cost if isinstance(cost, dict) else None
@@ -56,6 +63,7 @@ def cost_table(results: ResultSet) -> Table | None:
         return None
     columns = [Column("seeds", "Seeds", kind="text"), Column("device", "Device", kind="text")]
     columns += [Column(key, label) for key, label, _ in COLUMNS]
+    columns += [Column(key, label, kind="text") for key, label in PARAMETER_COLUMNS]
     table = Table(id="cost", title="Cost per run: wall time by phase, throughput, peak memory", protocol="",
                   benchmarks=results.benchmarks(), row_header=["Benchmark", "Method"], columns=columns)
     for bench in results.benchmarks():
@@ -69,8 +77,13 @@ def cost_table(results: ResultSet) -> Table | None:
                 s = stat(float(v) for v in values if v is not None)
                 cells[key] = (Cell("blank") if s.pending
                               else Cell("value", value=s.mean, std=s.std, n=s.n, benchmark=bench, metric=key))
+            counts = runs[0].info.get("parameters")  # the same for every seed of a (benchmark, method)
+            for key, _ in PARAMETER_COLUMNS:
+                value = counts.get(key) if isinstance(counts, dict) else None
+                cells[key] = Cell("text", text="–" if value is None else f"{int(value):,}")
             table.rows.append(Row(head=[bench, method], method=method, source="ours", cells=cells, seeds=len(runs)))
     table.notes = ["Seconds per phase summed over the run (generation: synthetic images / reference data "
                    "before the first task; training: task hooks and optimizer steps; evaluation: every "
-                   "accuracy row). Train img/s counts task images only. A resumed run adds up its parts."]
+                   "accuracy row). Train img/s counts task images only. A resumed run adds up its parts. Trainable params: "
+                   "updated by the optimizer in some task; added: put into the pretrained model by the method."]
     return table

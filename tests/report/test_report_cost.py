@@ -46,3 +46,20 @@ def test_no_cost_table_for_runs_without_cost(tmp_path: Path) -> None:
     write_run(tmp_path, "shapes_mtil_order1", "finetune", 0, synthetic_matrix("mtil", 8, "finetune", 0), "mtil",
               MTIL_TASKS)
     assert cost_table(load_results(tmp_path)) is None
+
+
+def test_cost_table_shows_parameter_counts(tmp_path: Path) -> None:
+    counts = {"moe_adapters": {"total": 1_900_000, "trainable": 190_000, "added": 215_000},
+              "finetune": {"total": 1_600_000, "trainable": 1_599_999, "added": 0}}
+    for method, params in counts.items():
+        run = write_run(tmp_path, "shapes_mtil_order1", method, 0, synthetic_matrix("mtil", 8, method, 0), "mtil",
+                        MTIL_TASKS)
+        _with_cost(run.path, 100.0, gpu_mb=None)
+        info = json.loads((run.path / "run.json").read_text())
+        (run.path / "run.json").write_text(json.dumps({**info, "parameters": params}))
+    table = cost_table(load_results(tmp_path))
+    assert table is not None
+    rows = {r.method: r.cells for r in table.rows}
+    assert [rows["finetune"][k].text for k in ("trainable", "added", "total")] == ["1,599,999", "0", "1,600,000"]
+    assert [rows["moe_adapters"][k].text for k in ("trainable", "added", "total")] == ["190,000", "215,000",
+                                                                                       "1,900,000"]
