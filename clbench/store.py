@@ -6,7 +6,8 @@ Layout (schema version 1), read by ``clbench report`` and by other tools::
         run.json          schema_version, run_id, benchmark, method, seed, protocol, tasks, status
                           ("running" | "complete"), completed_tasks, config_hash, created, updated, wall_time_s,
                           cost (seconds / images / images_per_s per phase generation, training, evaluation;
-                          peak_host_memory_mb, peak_gpu_memory_mb: see ``clbench.cost``)
+                          peak_host_memory_mb, peak_gpu_memory_mb: see ``clbench.cost``),
+                          parameters {total, trainable, added} (parameter counts of the trained model)
         config.yaml       the fully resolved configuration (benchmark, model, train, method, seed)
         environment.json  python / package versions, git sha, device, platform
         matrix.csv        accuracy matrix (%): header = task names in training order, one row per completed
@@ -16,7 +17,8 @@ Layout (schema version 1), read by ``clbench report`` and by other tools::
                           for protocols with AUC, else null)}
         metrics.json      {"protocol", "complete", "metrics": {name: value}} (metrics of the rows so far)
         log.jsonl         one JSON object per logged training step / evaluation
-        checkpoint.pt     model + method + optimizer-free state after the last completed task
+        checkpoint.pt     model tensors that differ from (or are absent in) the pretrained weights + method +
+                          optimizer-free state after the last completed task
                           (``torch.load(..., weights_only=True)``)
         .lock             held (``flock``) by the one process writing the run; names its pid and host
 
