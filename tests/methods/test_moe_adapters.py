@@ -11,14 +11,13 @@ import torch
 
 from clbench.classifier import HeadSpec, TextHeadClassifier
 from clbench.engine import Engine
+from clbench.methods._ddas import select_routes, train_autoencoder
 from clbench.methods.moe_adapters import (
     Adapter,
     MixtureOfAdapters,
     MoEAdapters,
     MoEAdaptersConfig,
     noisy_top_k_gating,
-    select_routes,
-    train_autoencoder,
 )
 from clbench.registry import BENCHMARKS, METHODS
 from clbench.runner import config_layers, resolve
