@@ -219,8 +219,8 @@ class MoEAdapters(Method):
     def mixtures(self) -> list[tuple[str, MixtureOfAdapters]]:
         return [(n, m) for n, m in self.model.named_modules() if isinstance(m, MixtureOfAdapters)]
 
-    def task_schedule(self, task: TaskState, lr: float) -> tuple[float, int]:
-        return self.config.task_lr.get(task.spec.name, self.config.base_lr), task.steps
+    def task_schedule(self, task: TaskState, lr: float) -> tuple[float, None]:
+        return self.config.task_lr.get(task.spec.name, self.config.base_lr), None  # the benchmark's iterations
 
     def before_task(self, task: TaskState) -> None:
         cfg = self.config

@@ -59,7 +59,7 @@ def test_task_schedule_sets_each_tasks_lr_and_iterations(tmp_path: Path) -> None
     steps = [s for s in logs if "step" in s]
     for task in range(3):
         mine = [s for s in steps if s["task"] == task]
-        assert [s["step"] for s in mine] == list(range(3 + task))
+        assert [s["step"] for s in mine] == list(range(3 + task + 1))  # schedule N = 3 + task, + final step N
         # warm-up of the smoke schedule (5 steps): lr_0 = 0.05 * 1/5
         assert mine[0]["lr"] == 0.05 / 5
 
