@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.context import trainable_parameters
-from clbench.method import Batch, Method, TaskState
+from clbench.method import Batch, Method, StepLogs, TaskState
 from clbench.reference_data import ReferenceData
 from clbench.registry import register_method
 
@@ -91,7 +91,7 @@ class SnD(Method):
             feats = F.normalize(model.encode_image(images), dim=-1)
         return feats.float().clone()
 
-    def training_step(self, batch: Batch, task: TaskState, step: int) -> dict[str, float]:
+    def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         cfg: SnDConfig = self.config
         if cfg.freeze_text:  # frozen head: the cached (gradient-free) text features
             text = self.ctx.text_features(self.model, task.train_class_names, (task.train_template,))
@@ -107,8 +107,8 @@ class SnD(Method):
                                                         cfg.scale)
         loss = ce + cfg.ratio_prev * l_prev + cfg.ratio_pretrained * l_pre
         self.ctx.backward(loss)
-        return {"loss": float(loss.detach()), "ce": float(ce.detach()), "kd_prev": float(l_prev.detach()),
-                "kd_pretrained": float(l_pre.detach()), "selected": float((weights > 0.5).float().mean())}
+        return {"loss": loss.detach(), "ce": ce.detach(), "kd_prev": l_prev.detach(), "kd_pretrained": l_pre.detach(),
+                "selected": (weights > 0.5).float().mean().detach()}
 
     def after_task(self, task: TaskState) -> None:
         self.previous, self._ref_iter = None, None
