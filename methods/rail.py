@@ -62,11 +62,14 @@ class RecursiveRidge:
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         x, y = x.double(), y.double()
-        rx = self.R @ x.t()  # (D, b)
+        rx = self.R @ x.t()  # (D, b): the only D x D x b product besides the rank-b update below
         inner = torch.eye(x.shape[0], dtype=x.dtype, device=x.device) + x @ rx
-        self.R = self.R - rx @ torch.linalg.solve(inner, rx.t())
+        k = torch.linalg.solve(inner, rx.t())  # (b, D) = (I + x R x^T)^{-1} x R
+        # R_new x^T = rx - rx (k x^T): reuses rx instead of a second D x D product
+        r_new_xt = rx - rx @ (k @ x.t())
+        self.R = self.R - rx @ k
         self.R = 0.5 * (self.R + self.R.t())  # keep R symmetric against round-off
-        self.W = self.W + self.R @ x.t() @ (y - x @ self.W)
+        self.W = self.W + r_new_xt @ (y - x @ self.W)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return x.double() @ self.W
