@@ -1,4 +1,5 @@
-"""RAIL through the engine: fit without SGD, Transfer == zero-shot Transfer (MTIL), union head for every method."""
+"""Through the engine: RAIL fits without SGD, its Transfer == zero-shot Transfer (MTIL); X-TAIL's union head
+works for every kind of method (zero-shot, fine-tuned, analytic, merged, decoupled)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_rail_transfer_equals_zero_shot_transfer(method: str, smoke: BenchmarkDe
     assert '"step"' not in logged  # no optimizer iterations ran
 
 
-@pytest.mark.parametrize("method", ["zeroshot", "finetune", "rail"])
+@pytest.mark.parametrize("method", ["zeroshot", "finetune", "rail", "magmax", "condu"])
 def test_xtail_runs_every_method_over_the_union_head(method: str, smoke_xtail: BenchmarkDef,
                                                      tmp_path: Path) -> None:
     result = run(method, smoke_xtail, tmp_path)
