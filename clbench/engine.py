@@ -1,6 +1,7 @@
 """The training loop: experiences -> method hooks -> evaluation of every task -> run store.
 
-For each experience of the Avalanche train stream: ``method.before_task`` -> training iterations ->
+For each experience of the Avalanche train stream: ``method.before_task`` -> training iterations (``trains``)
+and/or one pass of the task's data through ``method.fit_task`` (``fits``, closed-form learners) ->
 ``method.after_task`` -> evaluate on every task's test set (future ones included) -> one matrix row ->
 checkpoint -> results written. The engine knows no method by name.
 """
