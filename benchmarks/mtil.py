@@ -31,6 +31,17 @@ ORDERS: dict[str, tuple[str, ...]] = {
                     "EuroSAT", "CIFAR100"),
 }
 TASK_LR: dict[str, float] = {"Aircraft": 5e-5, "MNIST": 5e-5}  # ZSCL's scripts; other tasks use train.lr
+# Few-shot MTIL (MoE-Adapters ``mtil/scripts/train/train_few_shot_router11_experts22_1000iters.sh``: --few_shot=5,
+# --iterations 500): ZSCL's orders, 5 training images per class.
+FEW_SHOT: dict[str, tuple[str, int]] = {"mtil_order1_5shot": ("mtil_order1", 5), "mtil_order2_5shot": ("mtil_order2", 5)}
+# X-TAIL (RAIL, ``configs/analytic_clip.yaml:3-4``): ten domains, CIFAR100 left out, 16 shots per class, one
+# template (``primal_RAIL.py:234``), scored over the union of all ten domains' classes.
+XTAIL_ORDERS: dict[str, tuple[str, ...]] = {
+    "xtail_order1": ("Aircraft", "Caltech101", "DTD", "EuroSAT", "Flowers", "Food", "MNIST", "OxfordPet", "Cars",
+                     "SUN397"),
+}
+XTAIL_SHOTS = 16
+XTAIL_TEMPLATES = ("a photo of a {}.",)
 
 TV = "set benchmark.download=true (torchvision downloads it) or place the official files there"
 
@@ -227,18 +238,49 @@ def _view(task: str, dataset: Any, names: tuple[str, ...], transform: Any, indic
     return LabeledView(dataset, targets, transform, indices)
 
 
-def build(options: MtilOptions, transforms: Transforms, name: str) -> Benchmark:
+@dataclass
+class FewShotOptions(MtilOptions):
+    """MTIL's options plus the few-shot draw (``clbench.few_shot``): images per class and the draw's seed."""
+
+    shots: int = 5
+    shot_seed: int = 1  # the draw never depends on the run seed: every method trains on the same images
+
+    def validate(self) -> None:
+        if self.shots <= 0:
+            raise UserError(f"benchmark.shots must be positive, got {self.shots}")
+
+
+def build(options: MtilOptions, transforms: Transforms, name: str, order: Sequence[str] | None = None,
+          protocol: str = "mtil", templates: tuple[str, ...] | None = None) -> Benchmark:
     require(name, options.missing_data(), options.download)
     root = str(resolve_root(options.root))
     tasks, train, test = [], [], []
-    for task in ORDERS[name]:
+    for task in order or ORDERS[name]:
         loaded = (load_cifar100(root, options.download, options.verify_checksums) if task == "CIFAR100"
                   else LOADERS[task](root, options.download))
-        tasks.append(TaskSpec(task, loaded.class_names, TEMPLATES[task], lr=TASK_LR.get(task)))
+        tasks.append(TaskSpec(task, loaded.class_names, templates or TEMPLATES[task], lr=TASK_LR.get(task)))
         train.append(_view(task, loaded.train, loaded.class_names, transforms.train, loaded.train_indices))
         test.append(_view(task, loaded.test, loaded.class_names, transforms.eval, loaded.test_indices))
-    return Benchmark(name=name, protocol="mtil", tasks=tasks, train_datasets=train, test_datasets=test,
-                     info={"order": list(ORDERS[name])})
+    return Benchmark(name=name, protocol=protocol, tasks=tasks, train_datasets=train, test_datasets=test,
+                     info={"order": list(order or ORDERS[name])})
+
+
+def build_few_shot(options: FewShotOptions, transforms: Transforms, name: str) -> Benchmark:
+    """Few-shot MTIL: ZSCL's order, ``options.shots`` training images per class (5), full test sets."""
+    from clbench.few_shot import few_shot
+
+    options.validate()
+    base, _ = FEW_SHOT[name]
+    return few_shot(build(options, transforms, base, ORDERS[base]), options.shots, options.shot_seed, name=name)
+
+
+def build_xtail(options: FewShotOptions, transforms: Transforms, name: str) -> Benchmark:
+    """X-TAIL: RAIL's ten domains, 16 shots per class, one template; every test image scored over all classes."""
+    from clbench.few_shot import few_shot
+
+    options.validate()
+    full = build(options, transforms, name, XTAIL_ORDERS[name], protocol="xtail", templates=XTAIL_TEMPLATES)
+    return few_shot(full, options.shots, options.shot_seed)
 
 
 for _name, _order in ORDERS.items():
@@ -252,4 +294,27 @@ for _name, _order in ORDERS.items():
         defaults=load_defaults(Path(__file__).with_suffix(".yaml"), _name),
         data_help="torchvision's folders under <root>: "
                   + ", ".join(s.paths[0].split("/")[0] for s in SOURCES.values()),
+    ))
+_DATA_HELP = "torchvision's folders under <root>: " + ", ".join(s.paths[0].split("/")[0] for s in SOURCES.values())
+for _name, (_base, _shots) in FEW_SHOT.items():
+    BENCHMARKS.register(_name)(BenchmarkDef(
+        name=_name,
+        summary=(f"few-shot MTIL ({_base}, MoE-Adapters): 11 datasets, {_shots} training images per class; "
+                 "500 iterations/task [mtil]"),
+        protocol="mtil",
+        options=FewShotOptions,
+        build=partial(build_few_shot, name=_name),
+        defaults=load_defaults(Path(__file__).with_suffix(".yaml"), _name),
+        data_help=_DATA_HELP,
+    ))
+for _name, _order in XTAIL_ORDERS.items():
+    BENCHMARKS.register(_name)(BenchmarkDef(
+        name=_name,
+        summary=(f"X-TAIL (RAIL): {len(_order)} domains, {XTAIL_SHOTS} shots/class, test over the union of all "
+                 "classes, no domain label [xtail]"),
+        protocol="xtail",
+        options=FewShotOptions,
+        build=partial(build_xtail, name=_name),
+        defaults=load_defaults(Path(__file__).with_suffix(".yaml"), _name),
+        data_help=_DATA_HELP,
     ))

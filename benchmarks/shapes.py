@@ -1,4 +1,5 @@
-"""The offline shapes world's benchmarks: ``shapes_mtil_order1/2`` (8 world "datasets") and ``shapes_cil_5/10``.
+"""The offline shapes world's benchmarks: ``shapes_mtil_order1/2`` (8 world "datasets"), their few-shot and
+X-TAIL variants (``shapes_mtil_order1_5shot``, ``shapes_xtail_order1``), and ``shapes_cil_5/10``.
 
 A miniature of the paper settings that runs on a 2-core CPU in minutes with the bundled pre-trained tiny CLIP
 (:mod:`clbench.world`): MTIL-style tasks the model partly knows (shape, colour, texture, count, position, size)
@@ -28,6 +29,12 @@ MTIL_ORDERS: dict[str, tuple[str, ...]] = {
     "shapes_mtil_order2": ("shape", "position", "digits", "size", "colour", "letters", "count", "texture"),
 }
 CIL_STEPS: dict[str, int] = {"shapes_cil_5": 5, "shapes_cil_10": 10}
+# Few-shot variants (clbench.few_shot): (base order, protocol). The shots are options (YAML: 5 and 16, as
+# few-shot MTIL and X-TAIL). Caveat of the world's X-TAIL: its tasks are attributes of one image domain (a
+# red striped circle is "red", "circle" and "striped" at once), so the union head is ambiguous where real
+# X-TAIL's domains (aircraft, food, digits) are not; it exercises the protocol's mechanics, not its difficulty.
+FEW_SHOT: dict[str, tuple[str, str]] = {"shapes_mtil_order1_5shot": ("shapes_mtil_order1", "mtil"),
+                                        "shapes_xtail_order1": ("shapes_mtil_order1", "xtail")}
 CIL_CLASS_ORDER_SEED = 1993  # the class-incremental literature's conventional class-order seed
 # GIFT's "pre-training vocabulary" (ImageNet's class names for real CLIP): the world's colour-shape pairs.
 SYNTHETIC_VOCABULARY = ("shapes-world", tuple(f"{c} {s}" for c in COLOUR_NAMES for s in SHAPES), "a photo of a {}.")
@@ -45,6 +52,8 @@ class ShapesOptions:
     novel_lr: float | None = 5e-4
     reference_size: int = 5000  # image-caption pairs of the reference corpus (ZSCL's distillation data)
     synth_drop_prob: float = 0.1  # procedural generator's fidelity knob: chance to ignore a prompt attribute
+    shots: int | None = None  # few-shot variants: training images per class drawn from the train split
+    shot_seed: int = 1  # the few-shot draw's seed (never the run seed)
 
     def validate(self) -> None:
         for key in ("train_per_class", "test_per_class", "reference_size"):
@@ -52,6 +61,8 @@ class ShapesOptions:
                 raise UserError(f"benchmark.{key} must be positive, got {getattr(self, key)}")
         if self.novel_lr is not None and self.novel_lr <= 0:
             raise UserError(f"benchmark.novel_lr must be positive or null, got {self.novel_lr}")
+        if self.shots is not None and self.shots <= 0:
+            raise UserError(f"benchmark.shots must be positive, got {self.shots}")
         if not 0.0 <= self.synth_drop_prob <= 1.0:
             raise UserError(f"benchmark.synth_drop_prob must be in [0, 1], got {self.synth_drop_prob}")
 
@@ -96,6 +107,18 @@ def build_mtil(name: str, options: ShapesOptions, transforms: Transforms) -> Ben
     return Benchmark(name=name, protocol="mtil", tasks=tasks, train_datasets=train, test_datasets=test, info=info)
 
 
+def build_few_shot(name: str, options: ShapesOptions, transforms: Transforms) -> Benchmark:
+    """The base order's tasks with ``options.shots`` training images per class, under the variant's protocol."""
+    from clbench.few_shot import few_shot
+
+    options.validate()
+    base, protocol = FEW_SHOT[name]
+    if options.shots is None:
+        raise UserError(f"{name} needs benchmark.shots (training images per class)")
+    return few_shot(build_mtil(base, options, transforms), options.shots, options.shot_seed, name=name,
+                    protocol=protocol)
+
+
 def cil_class_order() -> list[int]:
     """The fixed order of the 50 shape-colour classes (indices into ``CIL_TASK.class_names``)."""
     return [int(i) for i in np.random.default_rng(CIL_CLASS_ORDER_SEED).permutation(len(CIL_TASK.classes))]
@@ -135,6 +158,10 @@ def _register(name: str, summary: str, protocol: str, builder: Any) -> None:
 for _name, _order in MTIL_ORDERS.items():
     _register(_name, f"offline shapes world, {len(_order)} tasks ({', '.join(_order)}), bundled tiny CLIP [mtil]",
               "mtil", build_mtil)
+_register("shapes_mtil_order1_5shot", "offline shapes world, few-shot MTIL: shapes_mtil_order1 with 5 training "
+          "images per class, bundled tiny CLIP [mtil]", "mtil", build_few_shot)
+_register("shapes_xtail_order1", "offline shapes world, X-TAIL: shapes_mtil_order1's tasks, 16 shots/class, test "
+          "over the union of all classes, no domain label [xtail]", "xtail", build_few_shot)
 for _name, _steps in CIL_STEPS.items():
     _register(_name, f"offline shapes world, 50 shape-colour classes in {_steps} steps, bundled tiny CLIP [cil]",
               "cil", build_cil)

@@ -6,8 +6,10 @@ YAML defaults, builder). Its builder returns a :class:`Benchmark` whose ``tasks[
 experience ``i`` of the Avalanche ``train_stream`` / ``test_stream``.
 
 Label conventions (what the engine and evaluator rely on):
-- task-incremental protocols (``mtil``, ``medxtreme``): labels of task ``i`` are ``0..len(tasks[i].class_names)-1``,
-  indexing ``tasks[i].class_names``;
+- task-incremental protocols (``mtil``, ``medxtreme``) and ``xtail``: labels of task ``i`` are
+  ``0..len(tasks[i].class_names)-1``, indexing ``tasks[i].class_names`` (``xtail`` trains like ``mtil``; only its
+  evaluation differs: every test image is scored over the union of all tasks' classes, see
+  ``clbench.evaluation.head_for``);
 - class-incremental (``cil``): labels are global positions in the benchmark's class order, so task ``i`` holds
   labels ``offset_i .. offset_i + len(tasks[i].class_names) - 1`` where ``offset_i`` counts the classes of earlier tasks.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-PROTOCOLS = ("mtil", "cil", "medxtreme")
+PROTOCOLS = ("mtil", "cil", "medxtreme", "xtail")
 
 
 @dataclass(frozen=True)

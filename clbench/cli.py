@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="paper metrics of an accuracy matrix (csv, npy or json)")
     score.add_argument("matrix", help="rows = after task t, columns = tasks, both in training order")
-    score.add_argument("--protocol", required=True, choices=["mtil", "cil", "medxtreme"])
+    score.add_argument("--protocol", required=True, choices=["mtil", "cil", "medxtreme", "xtail"])
     score.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     score.set_defaults(func=cmd_score)
 

@@ -1,6 +1,7 @@
 """The training loop: experiences -> method hooks -> evaluation of every task -> run store.
 
-For each experience of the Avalanche train stream: ``method.before_task`` -> training iterations ->
+For each experience of the Avalanche train stream: ``method.before_task`` -> training iterations (``trains``)
+and/or one pass of the task's data through ``method.fit_task`` (``fits``, closed-form learners) ->
 ``method.after_task`` -> evaluate on every task's test set (future ones included) -> one matrix row ->
 checkpoint -> results written. The engine knows no method by name.
 """
@@ -340,12 +341,17 @@ class Engine:
                 if method.trains:
                     self._train_task(method, ctx, task, exp_dataset, offset, schedule, lr, cfg.seed)
                     meter.add_images("training", task.steps * self.train_cfg.batch_size)
+                if method.fits:  # closed-form methods (RAIL): one pass over the task's data, no optimizer
+                    self._started_training = True
+                    method.fit_task(task, ctx.task_batches())
+                    meter.add_images("training", len(exp_dataset))
                 method.after_task(task)
             ctx.weights_changed()
             ctx.bind_task_data(None)
 
-            if not method.trains and bench.protocol == "mtil" and record.initial is not None:
-                row_acc, row_auc = list(record.initial), None  # unchanged weights: the zero-shot row repeats
+            if (not method.trains and not method.fits and bench.protocol in ("mtil", "xtail")
+                    and record.initial is not None):
+                row_acc, row_auc = list(record.initial), None  # nothing learned: the zero-shot row repeats
             else:
                 row = evaluate(after_task=t)
                 row_acc, row_auc = row.accuracy, row.auc

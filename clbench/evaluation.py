@@ -43,15 +43,30 @@ def head_for(bench: Benchmark, task_index: int, after_task: int | None) -> HeadS
 
     Task-incremental protocols: the task's own classes and templates. Class-incremental: every class seen up to
     ``after_task`` (before training: up to the task itself), each task's classes with its templates; tasks not
-    yet seen have no head.
+    yet seen have no head. X-TAIL (RAIL, ``primal_RAIL.py:236``: ``clip_classifier(merged_classnames, ...)``): the
+    union of every task's classes, seen and not yet seen, in task order, at every step — no domain label.
     """
     task = bench.tasks[task_index]
+    if bench.protocol == "xtail":
+        return HeadSpec(tuple(HeadGroup(t.name, t.class_names, t.templates) for t in bench.tasks))
     if bench.protocol != "cil":
         return HeadSpec.single(task.name, task.class_names, task.templates)
     upto = task_index if after_task is None else after_task
     if task_index > upto:
         return None
     return HeadSpec(tuple(HeadGroup(t.name, t.class_names, t.templates) for t in bench.tasks[: upto + 1]))
+
+
+def label_offset(bench: Benchmark, task_index: int) -> int:
+    """What to add to task ``task_index``'s test labels to index its :func:`head_for` logits.
+
+    X-TAIL's test labels are task-local (as MTIL's) but its head is the union of all tasks: shift by the classes
+    of earlier tasks (RAIL, ``primal_RAIL.py:250``: ``targets += tested_cls_num``). Class-incremental labels are
+    already global and task-incremental heads are the task's own: no shift.
+    """
+    if bench.protocol != "xtail":
+        return 0
+    return sum(len(t.class_names) for t in bench.tasks[:task_index])
 
 
 @torch.inference_mode()
@@ -75,7 +90,8 @@ def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | Non
     Task-incremental protocols score task j over its own classes with all its templates (future tasks
     included: zero-shot Transfer needs them). Class-incremental scores tasks j <= t over every class seen so
     far; future tasks are NaN (they have no head yet). Before training, cil scores each task over the classes
-    seen up to it (the zero-shot reference of each step). See :func:`head_for`.
+    seen up to it (the zero-shot reference of each step). X-TAIL scores every task over the union of all
+    tasks' classes at every step. See :func:`head_for`.
 
     ``loaders[j]`` yields (images, labels) batches of task j's test set and has ``dataset`` (for its size): a
     DataLoader or a :class:`clbench.eval_cache.DecodedLoader`.
@@ -91,6 +107,7 @@ def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | Non
             aucs.append(math.nan)
             continue
         logits, labels = score_task(classifier, head, loaders[j], device, autocast)
+        labels = labels + label_offset(bench, j)
         acc.append(100.0 * float((logits.argmax(dim=1) == labels).float().mean()))
         if with_auc:
             probs = logits.mul(100.0).softmax(dim=1).cpu().numpy()

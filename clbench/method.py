@@ -8,6 +8,7 @@ opens files, builds DataLoaders or picks devices.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,7 +65,10 @@ class Method:
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     Config: ClassVar[type] = NoConfig
-    trains: ClassVar[bool] = True  # False: the engine runs no training iterations (zero-shot)
+    trains: ClassVar[bool] = True  # False: the engine runs no training iterations (zero-shot, RAIL)
+    # True: after before_task the engine calls fit_task once with the task's training data (closed-form
+    # learners such as RAIL: no optimizer, no SGD). Usually with trains=False; a method may do both.
+    fits: ClassVar[bool] = False
     services: ClassVar[tuple[str, ...]] = ()  # engine services to build for this method (clbench.services)
 
     def __init__(self, config: Any, ctx: MethodContext) -> None:
@@ -117,6 +121,11 @@ class Method:
         loss = self.task_loss(batch, task)
         self.ctx.backward(loss)
         return {"loss": loss.detach()}
+
+    def fit_task(self, task: TaskState, batches: Iterator[Batch]) -> None:
+        """Only when ``fits``: consume the task's training data once (fixed order, the engine's batch size and
+        device, labels indexing ``task.train_class_names``) and fit in closed form. No gradients are needed."""
+        raise NotImplementedError(f"{type(self).__name__} sets fits=True but does not implement fit_task")
 
     def after_step(self, task: TaskState, step: int) -> None:
         """After the optimizer step (weight averaging and similar)."""

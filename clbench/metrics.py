@@ -14,7 +14,11 @@ PROTOCOL_METRICS = {
     "mtil": ("transfer", "avg", "last", "bwt", "forgetting"),
     "cil": ("avg", "last", "bwt", "forgetting"),
     "medxtreme": ("acc", "auc", "bwt"),
+    "xtail": ("transfer", "avg", "last", "bwt", "forgetting"),
 }
+#: Protocols whose matrix is read the MTIL way (ZSCL's Transfer/Avg/Last and per-task columns). X-TAIL's matrix
+#: is task-agnostic (union head) but RAIL reads it with the same formulas (``primal_RAIL.py:289-297``).
+MTIL_LIKE = ("mtil", "xtail")
 
 
 def _square(matrix: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -101,7 +105,7 @@ def compute(protocol: str, matrix: np.ndarray, counts: Sequence[float] | None = 
             auc_matrix: np.ndarray | None = None) -> dict[str, float]:
     """All metrics of ``protocol`` for a complete matrix."""
     a = _square(matrix)
-    if protocol == "mtil":
+    if protocol in MTIL_LIKE:
         return {
             "transfer": transfer(a), "avg": average(a), "last": last(a),
             "bwt": backward_transfer(a), "forgetting": forgetting(a),

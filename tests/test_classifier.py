@@ -63,6 +63,20 @@ def test_class_incremental_rows_score_over_every_seen_class_grouped_by_task():
     assert row.accuracy[0] == 50.0 and row.accuracy[1] != row.accuracy[1]  # NaN: task 1 has no head yet
 
 
+@pytest.mark.parametrize("after_task", [None, 0, 1])
+def test_xtail_scores_every_task_over_the_union_of_all_classes_at_every_step(after_task: int | None):
+    bench = _bench("xtail")  # task-local labels, as MTIL
+    for j in range(2):
+        head = head_for(bench, j, after_task)
+        assert head is not None and head.class_names == ("a", "b", "c", "d", "e")  # seen and not yet seen
+        assert [g.task for g in head.groups] == ["t0", "t1"]
+        assert [g.templates for g in head.groups] == [("x {}",), ("y {}", "z {}")]
+    clf = FirstClassOfLastGroup()  # always predicts union class 2 ("c" = task 1's local class 0)
+    row = evaluate_row(clf, bench, after_task, _loaders(bench), torch.device("cpu"), nullcontext)
+    # task 0's images are never class 2; task 1's labels [0,1,2,2,2] shift by task 0's 2 classes: one hit in 5
+    assert row.accuracy == pytest.approx([0.0, 20.0])
+
+
 def test_text_head_classifier_is_cosine_of_features_and_per_group_heads():
     loaded = load_model("clbench-tiny", None)
     heads = TextHeadCache(loaded.tokenizer, torch.device("cpu"))

@@ -57,7 +57,7 @@ def run_values(run: Run) -> dict[tuple[str, str], float]:
     counts = run.counts if run.counts and len(run.counts) == len(run.tasks) else None
     overall = metrics.compute(run.protocol, run.matrix, counts, run.auc)
     out: dict[tuple[str, str], float] = {(name, OVERALL): value for name, value in overall.items()}
-    if run.protocol == "mtil":
+    if run.protocol in metrics.MTIL_LIKE:
         columns = {
             "transfer": metrics.transfer_per_task(run.matrix),
             "avg": metrics.average_per_task(run.matrix),

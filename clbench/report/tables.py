@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clbench.metrics import PROTOCOL_METRICS
+from clbench.metrics import MTIL_LIKE, PROTOCOL_METRICS
 from clbench.report.collect import ResultSet, Run
 from clbench.report.published import QUALITY, PublishedRow, reference_row
 from clbench.report.summary import LOWER_IS_BETTER, OVERALL, STD_DDOF, Stat, aggregate
@@ -34,7 +34,8 @@ NOT_RANKED = frozenset({"zeroshot"})
 METRIC_LABELS = {"transfer": "Transfer", "avg": "Avg", "last": "Last", "acc": "ACC", "auc": "AUC",
                  "bwt": "BWT", "forgetting": "Forgetting"}
 
-TABLE_METRICS = {"mtil": ("transfer", "avg", "last"), "cil": ("avg", "last"), "medxtreme": ("acc", "auc", "bwt")}
+TABLE_METRICS = {"mtil": ("transfer", "avg", "last"), "cil": ("avg", "last"), "medxtreme": ("acc", "auc", "bwt"),
+                 "xtail": ("transfer", "avg", "last")}
 
 
 @dataclass
@@ -175,7 +176,10 @@ def mtil_table(results: ResultSet, benchmark: str, published: Sequence[Published
     if pub:
         columns.append(Column("delta", "Δ", kind="delta"))
     columns.insert(0, Column("seeds", "Seeds", kind="text"))
-    table = Table(id=f"mtil-{benchmark}", title=f"{benchmark}: Transfer / Avg / Last (%)", protocol="mtil",
+    protocol = next((r.protocol for r in results.runs if r.benchmark == benchmark), "mtil")
+    title = f"{benchmark}: Transfer / Avg / Last (%)" + (" — task-agnostic, union of all classes" if protocol == "xtail"
+                                                        else "")
+    table = Table(id=f"mtil-{benchmark}", title=title, protocol=protocol,
                   benchmarks=[benchmark], row_header=["Method", "Metric"], columns=columns)
     runs_all = [r for r in results.runs if r.benchmark == benchmark]
     for method in _methods(results, [benchmark], pub):
@@ -298,7 +302,7 @@ def leaderboards(results: ResultSet, published: Sequence[PublishedRow] = ()) -> 
     families: dict[tuple[str, str], list[str]] = {}
     for b in results.benchmarks():
         protocol = results.protocol(b)
-        if protocol == "mtil":
+        if protocol in MTIL_LIKE:
             tables.append(mtil_table(results, b, published))
         else:
             families.setdefault((protocol, split_setting(b)[0]), []).append(b)

@@ -105,3 +105,28 @@ def test_missing_mtil_data(root: Path, tmp_path: Path, capsys: pytest.CaptureFix
             bench_def.build(bench_def.options(root=str(root), download=True), fake.tiny_transforms())
     finally:
         (root / "hidden.mat").rename(root / "stanford_cars" / "cars_test_annos_withlabels.mat")
+
+
+def test_few_shot_mtil_keeps_order_and_tests_and_draws_shots_per_class(root: Path) -> None:
+    full = build("mtil_order1", root)
+    bench_def = BENCHMARKS.get("mtil_order1_5shot")
+    assert bench_def.defaults["train"]["iterations"] == 500 and bench_def.defaults["benchmark"]["shots"] == 5
+    cut = bench_def.build(bench_def.options(root=str(root), shots=1, verify_checksums=False), fake.tiny_transforms())
+    assert cut.protocol == "mtil" and [t.name for t in cut.tasks] == ORDER_I
+    for task, train, test, full_test in zip(cut.tasks, cut.train_datasets, cut.test_datasets, full.test_datasets,
+                                            strict=True):
+        assert sorted(train.targets) == sorted(set(train.targets)), task.name  # one image per present class
+        assert len(test) == len(full_test)
+    assert sorted(cut.train_datasets[2].targets) == list(range(100))  # CIFAR100: every class once
+
+
+def test_xtail_order1_is_rails_ten_domains_with_one_template(root: Path) -> None:
+    bench_def = BENCHMARKS.get("xtail_order1")
+    assert bench_def.protocol == "xtail" and bench_def.defaults["benchmark"]["shots"] == 16
+    bench = bench_def.build(bench_def.options(root=str(root), verify_checksums=False), fake.tiny_transforms())
+    assert bench.protocol == "xtail"
+    assert [t.name for t in bench.tasks] == [n for n in ORDER_I if n != "CIFAR100"]
+    assert all(t.templates == ("a photo of a {}.",) for t in bench.tasks)
+    for task, train in zip(bench.tasks, bench.train_datasets, strict=True):
+        _, n_train, _ = EXPECTED[task.name]
+        assert len(train) <= min(n_train, 16 * len(task.class_names)), task.name

@@ -85,3 +85,28 @@ def test_bad_option_is_a_user_error() -> None:
 
     with pytest.raises(UserError, match="train_per_class"):
         build("shapes_cil_5", train_per_class=0)
+
+
+@pytest.mark.parametrize(("name", "protocol", "shots"), [("shapes_mtil_order1_5shot", "mtil", 5),
+                                                         ("shapes_xtail_order1", "xtail", 16)])
+def test_few_shot_variants_draw_shots_per_class_from_order1(name: str, protocol: str, shots: int) -> None:
+    bdef = BENCHMARKS.get(name)
+    assert bdef.protocol == protocol and bdef.defaults["benchmark"]["shots"] == shots
+    assert bdef.defaults["train"]["iterations"] == 75
+    full = build("shapes_mtil_order1", train_per_class=20)
+    cut = build(name, train_per_class=20, shots=3)
+    assert cut.protocol == protocol and [t.name for t in cut.tasks] == [t.name for t in full.tasks]
+    for i, task in enumerate(cut.tasks):
+        ds = cut.train_datasets[i]
+        assert sorted(ds.targets) == sorted(list(range(len(task.class_names))) * 3)
+        assert torch.equal(ds[0][0], full.train_datasets[i][ds.indices[0]][0])  # images of the full split
+        assert len(cut.test_datasets[i]) == len(full.test_datasets[i])
+    assert [d.indices for d in build(name, train_per_class=20, shots=3).train_datasets] == \
+        [d.indices for d in cut.train_datasets]
+
+
+def test_few_shot_variant_without_shots_is_refused() -> None:
+    from clbench.errors import UserError
+
+    with pytest.raises(UserError, match="shots"):
+        build("shapes_xtail_order1")

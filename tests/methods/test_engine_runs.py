@@ -23,6 +23,8 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "icarl": ({"memory_size": 30, "replay_batch_size": 8, "replay_weight": 1.0},
               {"ce", "replay", "distill_image", "distill_text"}),
     "wise_ft": ({}, set()),
+    "magmax": ({}, set()),
+    "condu": ({}, set()),
     "l2": ({}, {"ce", "l2"}),
     "ewc": ({"fisher_batches": 2}, {"ce", "ewc"}),
     "zscl": ({"avg_freq": 2, "ref_batch_size": 5}, {"ce", "zscl_image", "zscl_text", "l2"}),

@@ -18,9 +18,9 @@ from tests.report.report_fixtures import synthetic_matrix, write_run, zscl_matri
 
 BENCHMARKS = {"mtil_order1", "mtil_order2", "cifar100_10", "cifar100_20", "cifar100_50", "tinyimagenet_5",
               "tinyimagenet_10", "tinyimagenet_20", "hieramed_order1", "hieramed_order2", "medxtreme_order1",
-              "medxtreme_order2"}
+              "medxtreme_order2", "xtail_order1"}
 METHODS = {"zeroshot", "finetune", "l2", "lwf", "icarl", "lwf_vr", "wise_ft", "zscl", "moe_adapters", "snd", "diki",
-           "gift", "primed_dyn"}
+           "gift", "primed_dyn", "rail_dual", "condu", "condu_lora"}
 FIXTURE_TO_METHOD = {"continual_ft": "finetune", "lwf": "lwf", "icarl": "icarl", "lwf_vr": "lwf_vr",
                      "wise_ft": "wise_ft", "zscl": "zscl"}
 
@@ -34,6 +34,10 @@ def test_data_files_use_clbench_names_quality_marks_and_citations(tmp_path: Path
     assert (zscl.values, zscl.quality) == ({"transfer": 68.1, "avg": 75.4, "last": 83.6}, "code")
     medx = next(r for r in rows if r.method == "finetune" and r.benchmark == "medxtreme_order2")
     assert medx.values == {"acc": 60.0, "auc": 84.1, "bwt": -16.0}
+    rail = {r.benchmark: r for r in rows if r.method == "rail_dual"}
+    assert rail["mtil_order1"].values == {"transfer": 69.4, "avg": 77.8, "last": 86.8}
+    assert rail["xtail_order1"].values == {"transfer": None, "avg": 71.3, "last": 82.3}
+    assert {r.quality for r in rows if r.method in ("rail_dual", "condu", "condu_lora")} == {"secondary"}
 
 
 def test_mtil_order1_rows_agree_with_zscl_released_matrices(shared_dir: Path, tmp_path: Path) -> None:

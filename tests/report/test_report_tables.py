@@ -138,6 +138,20 @@ def test_cil_settings_of_one_family_share_a_table(tmp_path: Path) -> None:
     assert "\\multicolumn{2}{c}{5 steps}" in to_latex(table)
 
 
+def test_xtail_runs_get_a_per_dataset_transfer_avg_last_table(tmp_path: Path) -> None:
+    from tests.report.report_fixtures import write_run
+
+    tasks = ["a", "b", "c"]
+    a = np.array([[50.0, 10.0, 20.0], [40.0, 60.0, 30.0], [35.0, 55.0, 70.0]])
+    write_run(tmp_path, "toy_xtail", "rail", 0, a, "xtail", tasks)
+    (table,) = leaderboards(load_results(tmp_path))
+    assert table.protocol == "xtail" and "union of all classes" in table.title
+    cells = row(table, "rail", "transfer")
+    assert cells["task:b"].value == pytest.approx(10.0) and cells["task:c"].value == pytest.approx(25.0)
+    assert cells["average"].value == pytest.approx(metrics.transfer(a))
+    assert row(table, "rail", "last")["average"].value == pytest.approx(metrics.last(a))
+
+
 def test_latex_escapes_names_and_uses_booktabs(tables: list[Table]) -> None:
     tex = to_latex(table_of(tables, "mtil"))
     assert r"\toprule" in tex and r"\bottomrule" in tex
