@@ -255,5 +255,5 @@ def test_step_logs_become_numbers_only_on_logged_steps(tmp_path):
     result = Engine(cfg, BENCHMARKS.get("smoke"), Lazy, tmp_path, device="cpu", quiet=True).run()
     logged = [json.loads(ln) for ln in (result.run_dir.path / "log.jsonl").read_text().splitlines()]
     steps = [(r["task"], r["step"]) for r in logged if "step" in r]
-    assert steps == [(t, s) for t in range(3) for s in (0, 10, 20, 24)]
+    assert steps == [(t, s) for t in range(3) for s in (0, 10, 20, 25)]  # 25 + 1 steps (train.final_step)
     assert _CountedScalar.conversions == len(steps) and all(r["loss"] == 1.0 for r in logged if "step" in r)
