@@ -211,7 +211,7 @@ def _expand(methods: list[str], benchmarks: list[str], seeds: list[int], model: 
                 except UserError as exc:
                     problems.append(f"{benchmark}/{method}/seed {seed}: {exc}")
                     continue
-                digest = config_hash(cfg.to_dict())
+                digest = config_hash(cfg.identity())
                 if digest in cells:
                     duplicates += 1
                     continue

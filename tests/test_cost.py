@@ -23,7 +23,7 @@ def engine(out, method_cls=None) -> Engine:
 def test_cost_counts_images_per_phase(tmp_path):
     cost = engine(tmp_path).run().run_dir.read_run()["cost"]
     phases = cost["phases"]
-    assert phases["training"]["images"] == 3 * ITERS * BATCH
+    assert phases["training"]["images"] == 3 * (ITERS + 1) * BATCH  # ITERS + 1 steps per task (train.final_step)
     assert phases["evaluation"]["images"] == 4 * SMOKE_TEST_IMAGES  # zero-shot row + one row per task
     assert phases["generation"] == {"seconds": 0.0, "images": 0, "images_per_s": None}  # finetune: no services
     for name in ("training", "evaluation"):
@@ -44,9 +44,9 @@ def test_resumed_run_accumulates_its_cost(tmp_path):
         engine(tmp_path, Crash).run()
     first = engine(tmp_path).run_dir
     before = RunDir(first.path).read_run()["cost"]["phases"]
-    assert before["training"]["images"] == ITERS * BATCH and before["evaluation"]["images"] == 2 * SMOKE_TEST_IMAGES
+    assert before["training"]["images"] == (ITERS + 1) * BATCH and before["evaluation"]["images"] == 2 * SMOKE_TEST_IMAGES
     after = engine(tmp_path).run(resume=True).run_dir.read_run()["cost"]["phases"]
-    assert after["training"]["images"] == 3 * ITERS * BATCH  # the uninterrupted run's counts
+    assert after["training"]["images"] == 3 * (ITERS + 1) * BATCH  # the uninterrupted run's counts
     assert after["evaluation"]["images"] == 4 * SMOKE_TEST_IMAGES
     for name in ("training", "evaluation"):
         assert after[name]["seconds"] > before[name]["seconds"]

@@ -31,7 +31,8 @@ def test_shipped_suite_expands_to_its_full_grid(name: str):
 
 def test_world_suite_is_every_method_on_the_offline_world_with_three_seeds():
     suite = load_suite("world")
-    assert set(suite.methods) == set(METHODS.names())
+    # every method but rail_dual, whose kernel over the world's 24,000 training images is refused (max_samples)
+    assert set(METHODS.names()) - set(suite.methods) == {"rail_dual"}
     assert suite.seeds == [0, 1, 2]
     assert all(BENCHMARKS.get(b).defaults["model"]["pretrained"] == "bundled:world" for b in suite.benchmarks)
 

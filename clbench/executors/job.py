@@ -35,7 +35,7 @@ class CellJob:
     @property
     def run_dir(self) -> RunDir:
         c = self.config
-        return RunDir(RunDir.location(Path(self.out), c.benchmark, c.method, c.seed, config_hash(c.to_dict())))
+        return RunDir(RunDir.location(Path(self.out), c.benchmark, c.method, c.seed, config_hash(c.identity())))
 
     @property
     def label(self) -> str:

@@ -23,6 +23,8 @@ VOLATILE = ("created", "updated", "wall_time_s")  # differ between any two runs
 def _results(out: Path) -> dict[str, object]:
     (run,) = find_runs(out)
     info = {k: v for k, v in run.read_run().items() if k not in VOLATILE}
+    # the cost block's seconds, rates and peaks are timings; its image counts must survive the kill
+    info["cost"] = {phase: spent["images"] for phase, spent in info["cost"]["phases"].items()}
     files = {name: (run.path / name).read_bytes() for name in ("matrix.csv", "matrix.json", "metrics.json",
                                                                 "log.jsonl", "config.yaml")}
     return {"run": info, **files}
