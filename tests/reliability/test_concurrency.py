@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,9 @@ import pytest
 from clbench.store import RunDir, find_runs
 from tests.cli_runner import REPO
 from tests.reliability.contract import assert_one_line_error, clbench, fault_injected, snapshot
+from tests.test_engine import _wait_for
 
 ARGS = ("run", "--methods", "finetune", "--benchmark", "smoke", "--seeds", "0", "--quiet")
-
-
-def _wait_for(predicate, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError("condition not reached")
 
 
 def test_run_folder_held_by_another_process_is_refused(tmp_path):
