@@ -28,7 +28,9 @@ def test_cost_counts_images_per_phase(tmp_path):
     assert phases["generation"] == {"seconds": 0.0, "images": 0, "images_per_s": None}  # finetune: no services
     for name in ("training", "evaluation"):
         p = phases[name]
-        assert p["seconds"] > 0 and p["images_per_s"] == pytest.approx(p["images"] / p["seconds"], rel=1e-2)
+        # seconds are stored to the millisecond, so the rate was computed from a value within 0.5 ms of it
+        low, high = p["images"] / (p["seconds"] + 5e-4), p["images"] / max(p["seconds"] - 5e-4, 1e-9)
+        assert p["seconds"] > 0 and low - 0.01 <= p["images_per_s"] <= high + 0.01
     assert cost["peak_host_memory_mb"] > 50 and cost["peak_gpu_memory_mb"] is None
 
 
