@@ -197,8 +197,9 @@ class DIKI(Method):
     - The benchmark's schedule length, batch size, warm-up, cosine to 0 (code: 10 epochs of batch 128, cosine to
       lr/1000, no warm-up: set in benchmarks/mtil.yaml) and final step; no best-epoch selection on a validation
       split; first template for training, the benchmark's template ensembles at test (code: one per dataset).
-    - Statistics from the task's training batches as the engine gives them (train transforms); fp32 prefixes (the
-      code's are fp16). The depth is clamped to the encoder's number of blocks.
+    - Training images get the engine's crops (the code trains on the test transform, main.py:17); statistics come
+      from the task's training batches as the engine gives them. fp32 prefixes (the code's are fp16). The depth is
+      clamped to the encoder's number of blocks.
     """
 
     paper: ClassVar[str] = ("Tang et al., Mind the Interference: Retaining Pre-trained Knowledge in Parameter "
