@@ -108,17 +108,50 @@ def test_gaussian_log_likelihood_matches_the_reference_and_routing_picks_the_tas
     x = train_a.double()
     mu = x.mean(0)
     cov = (x - mu).t() @ (x - mu) / (len(x) - 1) + 1e-7 * torch.eye(16, dtype=torch.float64)
-    delta = test_b.double() - mu
-    maha = (delta @ torch.linalg.inv(cov) * delta).sum(1)
-    expected = -0.5 * (16 * math.log(2 * math.pi) + torch.logdet(cov) + maha)
-    assert torch.allclose(gaussians.log_prob(test_b)[:, 0].double(), expected, rtol=1e-4)
+
+    def log_p(feats: torch.Tensor) -> torch.Tensor:
+        delta = feats.double() - mu
+        maha = (delta @ torch.linalg.inv(cov) * delta).sum(1)
+        return -0.5 * (16 * math.log(2 * math.pi) + torch.logdet(cov) + maha)
+
+    assert torch.allclose(gaussians.log_prob(test_b)[:, 0].double(), log_p(test_b), rtol=1e-4)
     # DIKI.py:170-172: weight = sigmoid(log p / scale - 1); task-B images are far outside A's Gaussian
     _, weight_a = gaussians.calibrate(test_a, 16.0)
     _, weight_b = gaussians.calibrate(test_b, 16.0)
+    assert torch.allclose(weight_a.double(), torch.sigmoid(log_p(test_a) / 16 - 1), atol=1e-4)
     assert weight_a.min() > 0.3 and weight_b.max() < 1e-6
     gaussians.add(train_b)
     assert gaussians.calibrate(test_a, 16.0)[0].tolist() == [0] * 64
     assert gaussians.calibrate(test_b, 16.0)[0].tolist() == [1] * 64
+
+
+def test_classifier_scores_each_image_with_its_tasks_prefix_and_weight(tiny: Tiny, monkeypatch) -> None:  # noqa: ANN001
+    method = DIKI(DIKIConfig(tasks=2), tiny.ctx)
+    method.patch_model(tiny.ctx.model)
+    model = tiny.ctx.model.eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".diki.prompts." in name:
+                p[1].normal_()
+    method.gaussians.add(torch.randn(64, 32))  # any statistics: the calibration is fixed below
+    index, weight = torch.tensor([0, 1, 1, 0]), torch.tensor([0.3, 0.9, 0.5, 0.7])
+    monkeypatch.setattr(TaskGaussians, "calibrate", lambda self, feats, scale: (index, weight))
+    images = torch.randn(4, 3, 32, 32)
+    head = HeadSpec.single("t", ("cat", "dog", "bird"), ("a photo of a {}.", "art of a {}."))
+    with torch.no_grad():
+        ours = method.classifier().logits(images, head)
+        for b in range(4):  # image b alone through its task's prefix at its weight; the text at the mean weight
+            i = int(index[b])  # of the images that share its prefix (DIKI.py:173)
+            with routed(method.route, i, weight[b:b + 1]):
+                feat = torch.nn.functional.normalize(model.encode_image(images[b:b + 1]), dim=-1)
+            texts = [t.format(c) for c in head.class_names for t in head.groups[0].templates]
+            with routed(method.route, i, float(weight[index == i].mean())):
+                text = torch.nn.functional.normalize(model.encode_text(tiny.ctx.tokenize(texts)), dim=-1)
+            text = torch.nn.functional.normalize(text.view(3, 2, -1).mean(1), dim=-1)
+            assert torch.allclose(ours[b], (feat @ text.t())[0], atol=1e-5)
+        zero_shot = TextHeadClassifier(tiny.initial, tiny.ctx.text_heads).logits(images, head)
+    assert not torch.allclose(ours, zero_shot, atol=1e-3)
 
 
 OVERRIDES = ["train.iterations=6", "train.log_every=1", "diki.tasks=4"]
