@@ -219,3 +219,12 @@ def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "ViT" in result.stderr and "Traceback" not in result.stderr
     assert not any(tmp_path.rglob("run.json"))
+
+
+def test_mtil_schedule_is_diki_configs_and_only_diki_s() -> None:
+    for bench in ("mtil_order1", "mtil_order1_5shot"):  # configs/MTIL.yaml and MTIL-FS.yaml: same DIKI.optim
+        diki = resolve(bench, "diki", 0, config_layers(bench, ["diki"], None, [])).train
+        assert (diki.iterations, diki.epochs, diki.batch_size, diki.warmup, diki.final_step) == (None, 10, 128, 0,
+                                                                                                 False)
+        finetune = resolve(bench, "finetune", 0, config_layers(bench, ["finetune"], None, [])).train
+        assert finetune.epochs is None and finetune.batch_size == 64 and finetune.final_step
