@@ -442,7 +442,9 @@ class Engine:
             if name in declared:
                 params.append(p)
         self._trained_names |= declared
-        optimizer = make_optimizer(params, lr, tcfg, self.device)
+        optimizer = method.optimizer(params, lr)  # the method's own (DIKI: SGD), else ZSCL's AdamW
+        if optimizer is None:
+            optimizer = make_optimizer(params, lr, tcfg, self.device)
         batches = iter(self.train_batches(dataset, task, seed))
         scaler = ctx.scaler
         self._started_training = True

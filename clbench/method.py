@@ -106,6 +106,12 @@ class Method:
         adds the final step N when ``train.final_step``); None keeps the benchmark's. None: the benchmark's."""
         return None
 
+    def optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer | None:
+        """The optimizer over ``params`` where the method's paper uses its own (DIKI: plain SGD); None: the
+        engine's AdamW (``train.beta1/beta2/eps/weight_decay``). Either way the engine sets every group's lr at
+        each step (warm-up + cosine from ``lr``), zeroes, clips and steps it."""
+        return None
+
     def before_run(self) -> None:
         """Once, after the pretrained model is loaded and before the first task."""
 

@@ -1,11 +1,12 @@
-"""Cost of a parameter-efficient step (``moe_adapters``) and of ``snd`` relative to a ``finetune`` step.
+"""Cost of a parameter-efficient step (``moe_adapters``, ``diki``) and of ``snd`` relative to a ``finetune`` step.
 
-Time: one process, steps interleaved (finetune, moe_adapters, snd, finetune, ...) so machine load hits every
+Time: one process, steps interleaved (finetune, moe_adapters, diki, snd, finetune, ...) so machine load hits every
 variant alike; each step is what the engine does (zero_grad, ``training_step`` under autocast, optimizer step over
-the method's declared parameters, ``after_step``). Memory: each variant again in a fresh subprocess
-(``--only KIND``): peak CUDA memory allocated on a GPU, else the peak resident set above the level before the
-model is built (VmHWM after a ``clear_refs`` reset); plus the bytes
-of gradients and AdamW state the variant actually holds after its steps. Ratios are to finetune.
+the method's declared parameters with the method's own optimizer if it has one (DIKI: SGD) else AdamW,
+``after_step``). Memory: each variant again in a fresh subprocess (``--only KIND``): peak CUDA memory allocated on
+a GPU, else the peak resident set above the level before the model is built (VmHWM after a ``clear_refs``
+reset); plus the bytes of gradients and optimizer state the variant actually holds after its steps. Ratios are
+to finetune.
 
     python perf/peft_step.py [--model clbench-world --pretrained bundled:world] [--batch 32] [--steps 20]
 """
@@ -26,13 +27,14 @@ from step_timing import compare, make_task, random_batches, step_fn  # perf/ is 
 from clbench.context import MethodContext, freeze
 from clbench.engine import precision_context
 from clbench.method import Batch, Method
+from clbench.methods.diki import DIKI, DIKIConfig
 from clbench.methods.finetune import Finetune
 from clbench.methods.moe_adapters import MoEAdapters, MoEAdaptersConfig
 from clbench.methods.snd import SnD, SnDConfig
 from clbench.models import load_model
 from clbench.reference_data import TensorReferenceData
 
-KINDS = ["finetune", "moe_adapters", "snd"]
+KINDS = ["finetune", "moe_adapters", "diki", "snd"]
 
 
 def build(kind: str, args: argparse.Namespace, device: torch.device, batches: list[Batch]
@@ -53,6 +55,8 @@ def build(kind: str, args: argparse.Namespace, device: torch.device, batches: li
         method = Finetune(Finetune.Config(), ctx)
     elif kind == "moe_adapters":
         method = MoEAdapters(MoEAdaptersConfig(ae_iterations=args.ae_iterations), ctx)
+    elif kind == "diki":
+        method = DIKI(DIKIConfig(), ctx)
     else:
         method = SnD(SnDConfig(ref_batch_size=args.batch), ctx)
     method.patch_model(model)
@@ -65,7 +69,7 @@ def build(kind: str, args: argparse.Namespace, device: torch.device, batches: li
         p.requires_grad_(name in declared)
         if name in declared:
             params.append(p)
-    return method, torch.optim.AdamW(params, lr=1e-5), ctx
+    return method, method.optimizer(params, 1e-5) or torch.optim.AdamW(params, lr=1e-5), ctx
 
 
 def _proc_status_kib(field: str) -> int:
@@ -131,14 +135,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               capture_output=True, text=True, check=True)
         memory[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
     what = "peak CUDA memory allocated" if device.type == "cuda" else "peak RSS above the pre-build level"
-    print(f"memory ({what}; gradients + AdamW state held after the steps)")
+    print(f"memory ({what}; gradients + optimizer state held after the steps)")
     base = memory["finetune"]
     for kind in KINDS:
         m = memory[kind]
         train_state = m["grad_bytes"] + m["optimizer_state_bytes"]
         base_state = base["grad_bytes"] + base["optimizer_state_bytes"]
         print(f"  {kind:13s} peak {m['peak_bytes'] / 2**20:8.1f} MiB ({m['peak_bytes'] / base['peak_bytes']:5.2f}x "
-              f"finetune)   grads+AdamW {train_state / 2**20:7.2f} MiB ({train_state / base_state:6.3f}x finetune)")
+              f"finetune)   grads+optim {train_state / 2**20:7.2f} MiB ({train_state / base_state:6.3f}x finetune)")
     return {"median_s": median, "memory": memory}
 
 

@@ -81,3 +81,25 @@ def test_resume_rebuilds_patched_modules_and_gives_the_same_matrix(tmp_path: Pat
     resumed = Engine(cfg, BENCHMARKS.get("smoke"), ImageBias, tmp_path / "cut", device="cpu", quiet=True)
     assert resumed.run_dir.read_run()["completed_tasks"] == 2
     assert (resumed.run(resume=True).record.array() == reference).all()
+
+
+class SGDImageBias(ImageBias):
+    """ImageBias with its own optimizer (as DIKI's plain SGD); records what the engine handed it."""
+
+    calls: list[tuple[list[str], float]] = []
+
+    def optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        SGDImageBias.calls.append(([names[id(p)] for p in params], lr))
+        return torch.optim.SGD(params, lr=lr)
+
+
+def test_a_methods_own_optimizer_steps_its_declared_parameters(tmp_path: Path) -> None:
+    SGDImageBias.calls = []
+    cfg = resolve("smoke", "finetune", 0, config_layers("smoke", ["finetune"], None, ["train.log_every=1"]))
+    engine = Engine(cfg, BENCHMARKS.get("smoke"), SGDImageBias, tmp_path / "sgd", device="cpu", quiet=True)
+    engine.run()
+    assert SGDImageBias.calls == [(["visual.extra_bias"], 0.05)] * 3  # once per task, its declared parameters
+    sgd = torch.load(engine.run_dir.checkpoint_path, weights_only=True)["model"]["visual.extra_bias"]
+    adamw = torch.load(run_bias(tmp_path / "adamw").run_dir.checkpoint_path, weights_only=True)["model"]
+    assert not torch.allclose(sgd, adamw["visual.extra_bias"], atol=1e-4)  # the engine stepped the method's SGD
