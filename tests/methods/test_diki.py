@@ -214,7 +214,7 @@ def test_a_stream_longer_than_the_prefix_pool_is_refused(tmp_path: Path) -> None
 
 
 def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path) -> None:
-    result = run_cli("run", "--methods", "diki", "--benchmark", "smoke", "--model", "RN50", "--pretrained",
+    result = run_cli("run", "--methods", "diki", "--benchmark", "smoke", "--model", "clbench-tiny-rn", "--pretrained",
                      "", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "ViT" in result.stderr and "Traceback" not in result.stderr

@@ -209,7 +209,7 @@ def test_run_trains_only_the_adapters_and_checkpoints_only_them(tmp_path: Path, 
 
 
 def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path) -> None:
-    result = run_cli("run", "--methods", "moe_adapters", "--benchmark", "smoke", "--model", "RN50", "--pretrained",
+    result = run_cli("run", "--methods", "moe_adapters", "--benchmark", "smoke", "--model", "clbench-tiny-rn", "--pretrained",
                      "", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "ViT" in result.stderr and "Traceback" not in result.stderr
