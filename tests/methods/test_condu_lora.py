@@ -15,7 +15,7 @@ from clbench.methods.condu_lora import ConDULoRA, ConDULoRAConfig
 from clbench.models import load_model
 from clbench.registry import BENCHMARKS, METHODS
 from clbench.runner import config_layers, resolve
-from tests.cli_runner import run_cli
+from tests.cli_runner import invoke
 from tests.methods.conftest import Tiny, make_batch, make_task
 
 
@@ -168,8 +168,8 @@ def test_run_trains_only_the_factors_checkpoints_only_them_and_resumes_identical
     assert (resumed.run(resume=True).record.array() == reference).all()
 
 
-def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path) -> None:
-    result = run_cli("run", "--methods", "condu_lora", "--benchmark", "smoke", "--model", "RN50", "--pretrained",
+def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    result = invoke(capsys, "run", "--methods", "condu_lora", "--benchmark", "smoke", "--model", "RN50", "--pretrained",
                      "", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "ViT" in result.stderr and "Traceback" not in result.stderr
