@@ -141,6 +141,9 @@ def test_run_trains_only_the_factors_checkpoints_only_them_and_resumes_identical
     state = ckpt["method"]
     assert len(state["tasks"]) == 3 and set(state["unified"]) == set(ckpt["model"])
     assert all(set(mask) == set(ckpt["model"]) for mask in state["masks"])
+    # bytes: the factors (float32), the unified delta (float32) and 3 boolean masks, not the tiny CLIP's backbone
+    ckpt_bytes = engine.run_dir.checkpoint_path.stat().st_size
+    assert ckpt_bytes < 1.1 * counts["added"] * (4 + 4 + 3) + 100_000 < counts["total"] * 4 / 5
     model = load_model("clbench-tiny", None).model
     torch.manual_seed(-1)  # the engine patches under seed * 1009 - 1 (seed 0): the factors every task starts from
     ConDULoRA(ConDULoRAConfig(rank=4), None).patch_model(model)
