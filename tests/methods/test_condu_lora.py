@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from clbench.context import freeze
+from clbench.context import MethodContext, freeze
 from clbench.engine import Engine
 from clbench.lora import is_lora, lora_parameters
 from clbench.methods.condu_lora import ConDULoRA, ConDULoRAConfig
@@ -44,18 +44,18 @@ def reference_unify(deltas: list[dict[str, torch.Tensor]]
     return unified, masks, scales / new_scales
 
 
-def patched_tiny(tiny: Tiny, method: ConDULoRA) -> Tiny:
-    """The engine's order: patch the model under one seed, the initial model is a frozen copy of it."""
+def patched(tiny: Tiny, config: ConDULoRAConfig) -> tuple[ConDULoRA, Tiny]:
+    """The engine's order: patch the model under one seed; the initial model is a frozen copy of the patched one."""
     torch.manual_seed(5)
-    method.patch_model(tiny.ctx.model)
+    ConDULoRA(config, None).patch_model(tiny.ctx.model)
     initial = freeze(copy.deepcopy(tiny.ctx.model))
-    tiny.ctx._initial_model = lambda: initial  # noqa: SLF001 - the fixture's context, rebound to the patched copy
-    return Tiny(tiny.ctx, initial)
+    ctx = MethodContext(tiny.ctx.model, tiny.ctx.tokenizer, torch.device("cpu"), label_smoothing=0.2,
+                        initial_model=lambda: initial)
+    return ConDULoRA(config, ctx), Tiny(ctx, initial)
 
 
 def test_unify_and_decouple_on_lora_deltas_follow_the_reference_state_dict_formulas(tiny: Tiny) -> None:
-    method = ConDULoRA(ConDULoRAConfig(rank=3, logits_num=1), tiny.ctx)
-    tiny = patched_tiny(tiny, method)
+    method, tiny = patched(tiny, ConDULoRAConfig(rank=3, logits_num=1))
     method.before_run()
     theta0 = {n: t.detach().clone() for n, t in tiny.initial.state_dict().items()}
     tiny.ctx.bind_task_data(lambda max_batches=None: iter([make_batch(6, 2)]))
