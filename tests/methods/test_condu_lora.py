@@ -172,8 +172,8 @@ def test_run_trains_only_the_factors_checkpoints_only_them_and_resumes_identical
 
 
 def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    result = invoke(capsys, "run", "--methods", "condu_lora", "--benchmark", "smoke", "--model", "RN50", "--pretrained",
-                     "", "--out", str(tmp_path), "--quiet")
+    result = invoke(capsys, "run", "--methods", "condu_lora", "--benchmark", "smoke", "--model", "clbench-tiny-rn",
+                    "--pretrained", "", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "ViT" in result.stderr and "Traceback" not in result.stderr
     assert not any(tmp_path.rglob("run.json"))
