@@ -190,9 +190,12 @@ class Engine:
                 import copy
 
                 self._initial = freeze(copy.deepcopy(loaded.model))
-            else:  # resumed run: reload the pretrained weights
-                fresh = load_model(self.config.model.name, self.config.model.pretrained, self.device,
-                                   self.config.model.download)
+            else:  # resumed run: reload the pretrained weights (a random init is redrawn from the run seed,
+                # as the first load after seed_everything: the initial model of a resumed run is the same)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.config.seed)
+                    fresh = load_model(self.config.model.name, self.config.model.pretrained, self.device,
+                                       self.config.model.download)
                 assert self._method is not None
                 self._patch(self._method, fresh.model)
                 self._initial = freeze(fresh.model.to(self.device))

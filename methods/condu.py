@@ -100,7 +100,7 @@ class ConDU(Method):
     per-template normalised pretrained text features) / 2 (``finetune.py:156-195``). Inference: see
     :class:`ConDUClassifier`. Deviations: the task's images are read once more after training for the
     prototypes (the reference re-reads its train loader too); both encoders train (ConDU's ``--train-mode=whole``,
-    no deviation); the LoRA variant is not implemented.
+    no deviation). The LoRA variant is ``condu_lora`` (methods/condu_lora.py).
     """
 
     paper: ClassVar[str] = ("Gao et al., Enhanced Continual Learning of Vision-Language Models with Model Fusion "
@@ -117,14 +117,19 @@ class ConDU(Method):
         self.prototypes: dict[str, torch.Tensor] = {}
         self._models: dict[str, nn.Module] = {}
 
+    def task_weights(self, model: nn.Module) -> Weights:
+        """The weights a task model differs in, whose deltas are unified: every parameter (full fine-tuning;
+        ``condu_lora``: the LoRA factors only)."""
+        return snapshot(model)
+
     def before_task(self, task: TaskState) -> None:
         """Every task fine-tunes from the pretrained weights (``scripts/MTIL_FT.sh``: no ``--load``)."""
-        load_weights(self.model, snapshot(self.ctx.initial_model()))
+        load_weights(self.model, self.task_weights(self.ctx.initial_model()))
         self.ctx.weights_changed()
 
     def after_task(self, task: TaskState) -> None:
-        base = snapshot(self.ctx.initial_model())
-        current = snapshot(self.model)
+        base = self.task_weights(self.ctx.initial_model())
+        current = self.task_weights(self.model)
         previous = [decouple(self.unified, mk, r) for mk, r in zip(self.masks, self.rescalers, strict=True)] \
             if self.unified is not None else []
         self.unified, self.masks, self.rescalers = unify(previous + [{n: current[n] - base[n] for n in base}])
@@ -156,7 +161,7 @@ class ConDU(Method):
         if name not in self._models:
             assert self.unified is not None
             i = self.tasks.index(name)
-            base = snapshot(self.ctx.initial_model())
+            base = self.task_weights(self.ctx.initial_model())
             delta = decouple(self.unified, self.masks[i], self.rescalers[i])
             model = self.ctx.frozen_copy(self.ctx.initial_model())
             load_weights(model, {n: base[n] + delta[n] for n in base})

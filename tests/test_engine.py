@@ -181,6 +181,40 @@ def test_resume_after_kill_gives_the_uninterrupted_matrix(tmp_path):
     assert tasks_logged == sorted(tasks_logged), "the interrupted task's log lines were replaced, not duplicated"
 
 
+def test_a_resumed_run_rebuilds_the_same_random_init_initial_model(tmp_path, monkeypatch):
+    """smoke's CLIP is a random init: a resumed run's initial model (reloaded, not copied) must be the same draw."""
+    seen: list[torch.Tensor] = []
+    loaded: list[torch.Tensor] = []
+
+    class Probe(METHODS.get("finetune")):
+        def before_run(self):
+            loaded.append(self.model.visual.conv1.weight.detach().clone())
+
+        def after_task(self, task):  # after training started: the engine reloads the pretrained model
+            seen.append(self.ctx.initial_model().visual.conv1.weight.detach().clone())
+
+    cfg = resolve("smoke", "finetune", 0, config_layers("smoke", ["finetune"], None, ["train.iterations=2"]))
+
+    def engine(out: Path) -> Engine:
+        return Engine(cfg, BENCHMARKS.get("smoke"), Probe, out, device="cpu", quiet=True)
+
+    engine(tmp_path / "ref").run()
+    reference = list(seen)
+    assert all(torch.equal(w, loaded[0]) for w in reference)  # the reload is the first load's draw
+
+    def stop(self, task):
+        if task.index == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Probe, "before_task", stop)
+        with pytest.raises(KeyboardInterrupt):
+            engine(tmp_path / "cut").run()
+    seen.clear()
+    engine(tmp_path / "cut").run(resume=True)
+    assert len(reference) == 3 and len(seen) == 1 and torch.equal(seen[0], reference[2])
+
+
 def test_parallel_jobs_give_the_sequential_matrices(smoke_results, tmp_path, capsys):
     out, _ = smoke_results
     result = invoke(capsys, "run", "--methods", "zeroshot,finetune", "--benchmark", "smoke", "--out", str(tmp_path),

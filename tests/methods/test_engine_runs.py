@@ -25,6 +25,7 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "wise_ft": ({}, set()),
     "magmax": ({}, set()),
     "condu": ({}, set()),
+    "condu_lora": ({"rank": 4}, set()),
     "l2": ({}, {"ce", "l2"}),
     "ewc": ({"fisher_batches": 2}, {"ce", "ewc"}),
     "zscl": ({"avg_freq": 2, "ref_batch_size": 5}, {"ce", "zscl_image", "zscl_text", "l2"}),
