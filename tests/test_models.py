@@ -118,7 +118,7 @@ def test_towers_attend_through_sdpa_in_training_and_fused_kernels_in_eval(name, 
     from clbench.engine import precision_context
     from clbench.evaluation import score_task
     from clbench.method import Batch, NoConfig, TaskState
-    from methods.finetune import Finetune
+    from clbench.methods.finetune import Finetune
 
     torch.manual_seed(0)
     loaded = load_model(name, pretrained, "cpu")
