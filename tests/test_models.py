@@ -103,7 +103,7 @@ def _attention_ops(model: torch.nn.Module, fn) -> tuple[dict[str, int], dict[str
 
 
 @pytest.mark.parametrize("name,pretrained,size", [("clbench-world", "bundled:world", 32), ("clbench-tiny", None, 32),
-                                                  ("ViT-B-16", None, 224), ("RN50", None, 224)])
+                                                  ("ViT-B-16", None, 224), ("clbench-tiny-rn", None, 32)])
 def test_towers_attend_through_sdpa_in_training_and_fused_kernels_in_eval(name, pretrained, size):
     """Training: every attention layer of both towers runs F.scaled_dot_product_attention (fused kernel).
 
