@@ -48,6 +48,7 @@ class TrainConfig:
     eval_cache_memory_gb: float | None = None  # host memory for decoded sets; None = a quarter of physical RAM
     eval_cache_dir: str | None = None  # memory-mapped sets beyond that; None = <out>/.eval-cache
     compile: bool = False  # torch.compile the image and text towers (CUDA; measured no win on CPU, see README)
+    channels_last: bool = False  # image tower's conv weights channels-last (ResNet towers: faster steps, see README)
     eval_initial: bool = True  # evaluate the pretrained model before the first task (zero-shot reference row)
     log_every: int = 10
 
@@ -84,6 +85,9 @@ class TrainConfig:
 #: Train keys that change how fast a run goes, never its results: left out of the run id's hash, so turning
 #: them on or off continues (``--resume``) the same run folder.
 RESULTS_NEUTRAL_TRAIN_KEYS = ("eval_cache", "eval_cache_memory_gb", "eval_cache_dir")
+#: Train keys added after runs existed, hashed only when set away from this default: runs that leave them alone
+#: keep their run id (``--resume`` finds them); setting one (it changes float rounding) starts a new run id.
+HASHED_WHEN_SET: dict[str, Any] = {"channels_last": False}
 
 
 @dataclass
@@ -118,7 +122,8 @@ class ResolvedConfig:
     def identity(self) -> dict[str, Any]:
         """:meth:`to_dict` without the results-neutral keys: what the run id hashes."""
         out = self.to_dict()
-        out["train"] = {k: v for k, v in out["train"].items() if k not in RESULTS_NEUTRAL_TRAIN_KEYS}
+        out["train"] = {k: v for k, v in out["train"].items() if k not in RESULTS_NEUTRAL_TRAIN_KEYS
+                        and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])}
         return out
 
 

@@ -40,7 +40,7 @@ from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
 from clbench.method import Batch, Method, TaskState
-from clbench.models import LoadedModel, compile_towers, load_model
+from clbench.models import LoadedModel, compile_towers, load_model, to_channels_last
 from clbench.schedule import cosine_lr, set_lr
 from clbench.services import ServiceRequest, provide
 from clbench.store import MatrixRecord, RunDir, config_hash
@@ -234,6 +234,8 @@ class Engine:
             torch.use_deterministic_algorithms(True, warn_only=True)
         loaded = load_model(cfg.model.name, cfg.model.pretrained, self.device, cfg.model.download)
         model = loaded.model.to(self.device)
+        if self.train_cfg.channels_last:
+            to_channels_last(model)
         if self.train_cfg.compile:
             compile_towers(model)
         bench = self._benchmark(loaded)

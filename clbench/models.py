@@ -173,6 +173,19 @@ def compile_towers(model: nn.Module) -> list[str]:
     return done
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store the image tower's 4-D weights channels-last (``train.channels_last``), in place; returns ``model``.
+
+    Only the convolutions' weights change layout (ResNet stems and blocks, a ViT's patch embedding); PyTorch's
+    convolutions then run channels-last whenever their weight is, and hand that layout on, so no input needs
+    converting in the training loop. The arithmetic is reordered, not changed: results agree to float rounding.
+    """
+    visual = getattr(model, "visual", None)
+    if isinstance(visual, nn.Module):
+        visual.to(memory_format=torch.channels_last)
+    return model
+
+
 def load_model(name: str, pretrained: str | None = None, device: str | torch.device = "cpu",
                download: bool = False) -> LoadedModel:
     """Create an open_clip model, its tokenizer and transforms; frozen ``logit_scale`` (ZSCL/GIFT).

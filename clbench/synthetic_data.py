@@ -26,7 +26,13 @@ from clbench.errors import UserError
 from clbench.services import ServiceRequest, register_service
 from clbench.synth.base import ImageGenerator
 from clbench.synth.cache import CorruptCacheError, SyntheticCache
-from clbench.synth.diffusers_backend import DEFAULT_MODEL, DiffusersGenerator, DiffusersOptions
+from clbench.synth.diffusers_backend import (
+    DEFAULT_MODEL,
+    DiffusersGenerator,
+    DiffusersOptions,
+    check_compile,
+    default_generation_batch,
+)
 from clbench.synth.prompts import Plan, Vocabulary, imagenet_vocabulary, make_plan
 
 BACKENDS = ("auto", "diffusers", "procedural")
@@ -46,7 +52,9 @@ class SyntheticOptions:
     size: int = 512
     dtype: str = "auto"
     safety_checker: bool = True
-    generation_batch: int | None = None  # prompts per generator call; None: 8 (diffusers), 1000 (procedural)
+    generation_batch: int | None = None  # prompts per generator call; None: 1000 (procedural), diffusers: 8 on
+    # CPU, 8 per 16 GiB of GPU memory on CUDA (at most 64)
+    compile: str = "none"  # torch.compile mode of the diffusers UNet (none | default | reduce-overhead | max-autotune)
     cache: str | None = None  # cache root; None: $CLBENCH_SYNTH_CACHE or ~/.cache/clbench/synth
     image_format: str = "png"
     allow_download: bool = False
@@ -61,6 +69,7 @@ def options_from(method_config: Any, **overrides: Any) -> SyntheticOptions:
     options = SyntheticOptions(**values)
     if options.backend not in BACKENDS:
         raise UserError(f"synth_backend must be one of {', '.join(BACKENDS)}, not {options.backend!r}")
+    check_compile(options.compile)
     return options
 
 
@@ -102,14 +111,16 @@ def make_generator(options: SyntheticOptions, bench: Benchmark, image_size: int,
         return DiffusersGenerator(
             DiffusersOptions(model=options.model, steps=options.steps, guidance=options.guidance, size=options.size,
                              dtype=options.dtype, safety_checker=options.safety_checker),
-            device=device, allow_download=options.allow_download)
+            device=device, allow_download=options.allow_download, compile=options.compile)
     raise UserError(f"unknown synthetic backend {backend!r}; valid: diffusers, procedural")
 
 
 def generation_batch(options: SyntheticOptions, generator: ImageGenerator) -> int:
     if options.generation_batch is not None:
         return options.generation_batch
-    return 1000 if generator.backend == "procedural" else 8
+    if generator.backend == "procedural":
+        return 1000
+    return default_generation_batch(getattr(generator, "device", torch.device("cpu")))
 
 
 def ensure_generated(cache: SyntheticCache, plan: Plan, generator: ImageGenerator, options: SyntheticOptions,

@@ -115,12 +115,12 @@ def add_awc_gradients_(params: Sequence[torch.Tensor], anchors: Sequence[torch.T
         if fisher is not None:
             diff = p.float() - a.float()
             weighted = diff * fisher[i]
-            value += torch.dot(weighted.view(-1), diff.view(-1))
+            value += torch.dot(weighted.reshape(-1), diff.reshape(-1))  # reshape: params may be channels-last
             _add_grad(p, weighted.mul_(k))
         elif not adaptive or g is None or mean_sq[i] <= 0.0:  # plain L2, or F = floor without a gradient
             floor = 1.0 if not adaptive else FISHER_FLOOR
             diff = p.float() - a.float()
-            value += floor * torch.dot(diff.view(-1), diff.view(-1))
+            value += floor * torch.dot(diff.reshape(-1), diff.reshape(-1))
             _add_grad(p, diff.mul_(k * floor))
         else:
             c = k / mean_sq[i]

@@ -41,3 +41,26 @@ def test_resolved_config_is_plain_data_with_all_sections():
 def test_bad_set_syntax(item):
     with pytest.raises(UserError, match="section.key=value"):
         config_layers("smoke", ["finetune"], None, [item])
+
+
+def test_channels_last_changes_the_run_id_only_when_set():
+    """Runs written before ``train.channels_last`` existed keep their id (resume finds them); turning it on
+    (different float rounding) gives a new one. A non-boolean value is refused in one line."""
+    import dataclasses
+
+    from clbench.registry import BENCHMARKS
+    from clbench.store import config_hash
+
+    layers = [BENCHMARKS.get("smoke").defaults]
+    cfg = resolve("smoke", "finetune", 0, layers)
+    before = cfg.identity()
+    assert "channels_last" not in before["train"] and cfg.to_dict()["train"]["channels_last"] is False
+    # the id of the same config as written before the key existed
+    legacy = dict(before, train={k: v for k, v in dataclasses.asdict(cfg.train).items()
+                                 if k not in ("channels_last", "eval_cache", "eval_cache_memory_gb", "eval_cache_dir")})
+    assert config_hash(before) == config_hash(legacy)
+    on = resolve("smoke", "finetune", 0, [*layers, {"train": {"channels_last": True}}])
+    assert on.identity()["train"]["channels_last"] is True and config_hash(on.identity()) != config_hash(before)
+    with pytest.raises(UserError) as err:
+        resolve("smoke", "finetune", 0, [*layers, {"train": {"channels_last": "sometimes"}}])
+    assert "\n" not in str(err.value) and "channels_last" in str(err.value)

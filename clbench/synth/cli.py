@@ -30,7 +30,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--size", type=int, help="image side in pixels (diffusers)")
     p.add_argument("--images-per-task", type=int)
     p.add_argument("--seed", type=int, help="synthetic-data seed (not the run seed)")
-    p.add_argument("--batch-size", type=int, help="prompts per generator call")
+    p.add_argument("--batch-size", type=int,
+                   help="prompts per generator call (default: 8 on CPU; on CUDA 8 per 16 GiB of GPU memory, at most 64)")
+    p.add_argument("--compile", metavar="MODE",
+                   help="torch.compile the diffusers UNet: none (default) | default | reduce-overhead | max-autotune")
     p.add_argument("--shard", default="0/1", help="i/n: this process makes chunk c when c %% n == i")
     p.add_argument("--cache", help="cache root (default $CLBENCH_SYNTH_CACHE or ~/.cache/clbench/synth)")
     p.add_argument("--format", choices=["png", "jpeg"])
@@ -74,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     options = options_from(cfg.method_config, backend=args.backend, model=args.gen_model, steps=args.steps,
                            guidance=args.guidance, size=args.size, images_per_task=args.images_per_task,
                            seed=args.seed, generation_batch=args.batch_size, cache=args.cache,
-                           image_format=args.format, allow_download=args.allow_download,
+                           image_format=args.format, allow_download=args.allow_download, compile=args.compile,
                            progress=not args.quiet)
     size = _image_size(cfg.model.name)
     # the data are never read here: the benchmark is built for its task list only

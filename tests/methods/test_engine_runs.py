@@ -66,3 +66,33 @@ def test_method_runs_two_tasks(method: str, smoke_two_tasks: BenchmarkDef, refer
     logged = set().union(*(s.keys() for s in steps if s["task"] == 1))  # task 2 has a teacher / memory / Fisher
     assert terms <= logged, (terms, logged)
     assert all(math.isfinite(s["loss"]) for s in steps)
+
+
+@pytest.mark.parametrize("method", ["finetune", "ewc", "wise_ft"])
+def test_channels_last_is_results_neutral(method: str, smoke_two_tasks: BenchmarkDef, tmp_path: Path) -> None:
+    """``train.channels_last`` stores the image tower's conv weights channels-last and changes nothing else: the
+    accuracy matrices and logged losses of 2 tasks x 3 steps equal the default layout's to float rounding
+    (parameter arithmetic included: EWC's Fisher penalty, WiSE-FT's weight averaging)."""
+    from clbench.engine import Engine as _Engine
+
+    overrides, _ = CASES[method]
+    layouts: dict[bool, Any] = {}
+    for on in (False, True):
+        layers = [smoke_two_tasks.defaults, {"train": {"iterations": 3, "warmup": 1, "eval_initial": False,
+                                                       "log_every": 1, "channels_last": on}, method: overrides}]
+        cfg = resolve("smoke", method, 0, layers)
+        seen: list[bool] = []
+
+        class Spy(METHODS.get(method)):  # type: ignore[misc, valid-type]
+            def training_step(self, *args: Any, _seen: list[bool] = seen) -> Any:
+                weight = self.model.visual.conv1.weight  # the ViT's patch embedding
+                _seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+                return super().training_step(*args)
+
+        result = _Engine(cfg, smoke_two_tasks, Spy, tmp_path / str(on), device="cpu", quiet=True).run()
+        assert seen and all(s == on for s in seen)  # the option reached the model the method trains
+        steps = [json.loads(line) for line in (result.run_dir.path / "log.jsonl").read_text().splitlines()]
+        layouts[on] = (result.record.array(), [s["loss"] for s in steps if "step" in s])
+    (plain, plain_loss), (last, last_loss) = layouts[False], layouts[True]
+    assert torch.allclose(torch.tensor(last), torch.tensor(plain), atol=1e-6, rtol=0), (plain, last)
+    assert last_loss == pytest.approx(plain_loss, rel=1e-5, abs=1e-6)

@@ -321,3 +321,18 @@ def test_gift_runs_through_the_engine(smoke_with_synthetic: BenchmarkDef, tmp_pa
     assert returned and all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
                             for logs in returned for v in logs.values())  # no float(): no device sync per step
     assert all(math.isfinite(v) for v in result.record.array().ravel())
+
+
+@pytest.mark.parametrize("overrides", [{"awc": False}, {"static_awc": 2}])
+def test_gift_with_channels_last_equals_the_default_layout(smoke_with_synthetic: BenchmarkDef, tmp_path: Path,
+                                                           overrides: dict) -> None:
+    """GIFT's plain-L2 and static-AWC terms flatten parameter differences: they must accept channels-last conv
+    weights (``train.channels_last``) and give the default layout's matrix to float rounding."""
+    matrices = []
+    for on in (False, True):
+        layers = [smoke_with_synthetic.defaults, {"train": {"iterations": 3, "warmup": 1, "eval_initial": False,
+                                                            "log_every": 1, "channels_last": on}, "gift": overrides}]
+        cfg = resolve("smoke", "gift", 0, layers)
+        matrices.append(Engine(cfg, smoke_with_synthetic, Gift, tmp_path / str(on), device="cpu", quiet=True)
+                        .run().record.array())
+    assert torch.allclose(torch.tensor(matrices[1]), torch.tensor(matrices[0]), atol=1e-6, rtol=0), matrices

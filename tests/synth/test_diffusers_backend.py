@@ -89,3 +89,72 @@ def test_killed_synth_resumes_to_the_same_manifest(tiny_pipeline_dir: Path, refe
     [resumed] = root.glob("*/manifests/*.json")
     [whole] = reference_cache.glob("*/manifests/*.json")
     assert resumed.name == whole.name and resumed.read_text() == whole.read_text()
+
+
+def test_compile_option_reaches_the_unet_and_keeps_the_cache(tiny_pipeline_dir: Path, reference_cache: Path,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``clbench synth --compile MODE`` compiles the pipeline's UNet in place (nothing else), same images."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from tests.cli_runner import invoke
+
+    compiled: list[tuple[object, dict[str, object]]] = []
+
+    def record(fn: object, **kwargs: object) -> object:  # stands in for torch.compile: runs eagerly
+        compiled.append((getattr(fn, "__self__", None), kwargs))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", record)
+    root = tmp_path / "cache"
+    args = [*SYNTH_FLAGS, "--generator", str(tiny_pipeline_dir), "--cache", str(root)]
+    assert invoke(capsys, "synth", *args, "--compile", "reduce-overhead").returncode == 0
+    assert len(compiled) == 1
+    target, kwargs = compiled[0]
+    assert isinstance(target, UNet2DConditionModel) and kwargs["mode"] == "reduce-overhead"
+    # the speed setting leaves the images' address alone: same folder and manifest as the eager reference
+    [manifest] = root.glob("*/manifests/*.json")
+    [whole] = reference_cache.glob("*/manifests/*.json")
+    assert manifest.relative_to(root) == whole.relative_to(reference_cache)
+    assert manifest.read_text() == whole.read_text()
+    compiled.clear()
+    assert invoke(capsys, "synth", *args, "--cache", str(tmp_path / "eager")).returncode == 0
+    assert compiled == []  # default: eager
+
+
+@pytest.mark.parametrize("where", ["cli", "config"])
+def test_bad_compile_mode_is_one_line_exit_2(where: str, tiny_pipeline_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from clbench.errors import UserError
+    from clbench.synthetic_data import options_from
+    from tests.cli_runner import invoke
+
+    if where == "config":  # a method config that carries synth_compile
+        with pytest.raises(UserError, match=r"^synth compile must be one of none, default, reduce-overhead, "
+                                            r"max-autotune, not 'fast'$"):
+            options_from(SimpleNamespace(synth_compile="fast"))
+        return
+    result = invoke(capsys, "synth", *SYNTH_FLAGS, "--generator", str(tiny_pipeline_dir),
+                    "--cache", str(tmp_path / "c"), "--compile", "fast")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "synth compile must be one of" in result.stderr
+    assert not (tmp_path / "c").exists()  # nothing half-written
+
+
+def test_generation_batch_defaults_scale_with_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from clbench.synthetic_data import SyntheticOptions, generation_batch
+
+    gib = 1 << 30
+    total = {"memory": 0}
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(total_memory=total["memory"]))
+    options = SyntheticOptions()
+    assert generation_batch(options, DiffusersGenerator(device="cpu")) == 8
+    cuda = DiffusersGenerator(device="cuda")
+    for memory_gib, batch in ((12, 8), (24, 8), (40, 16), (80, 40), (141, 64)):
+        total["memory"] = memory_gib * gib
+        assert generation_batch(options, cuda) == batch, memory_gib
+    assert generation_batch(SyntheticOptions(generation_batch=3), cuda) == 3  # an explicit value wins
