@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -107,14 +107,17 @@ class ZSCL(Method):
     def before_task(self, task: TaskState) -> None:
         self._generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         self._ref_iter = None
+        self._ref_drawn = 0  # reference batches drawn this task (a mid-task resume skips them)
         start = snapshot(self.model)
         self.anchor = {n: start[n] for n, _ in trainable_parameters(self.model)} if self.config.l2_weight else None
         self.average = RunningAverage(start) if self.config.weight_average else None
 
     def reference_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._ref_iter is None:
-            self._ref_iter = self.reference.batches(self.config.ref_batch_size or batch_size, self._generator)
+            self._ref_iter = self.reference.batches(self.config.ref_batch_size or batch_size, self._generator,
+                                                    skip=self._ref_drawn)
         indices, images = next(self._ref_iter)
+        self._ref_drawn += 1
         return indices, images.to(self.ctx.device, non_blocking=True)
 
     def zscl_loss(self, indices: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +145,19 @@ class ZSCL(Method):
         # mtil/src/models/finetune.py:310 and cil/continual_clip/models.py:274: ``iteration % avg_freq == 0`` only
         if self.average is not None and step % self.config.avg_freq == 0:
             self.average.update(self.model)
+
+    def step_state_dict(self) -> dict[str, Any]:
+        """The running average (mean, count) and the reference batches drawn; anchor and generator are rebuilt
+        by the replayed ``before_task``; the teacher-feature cache is a cache (recomputed on demand)."""
+        average = None if self.average is None else {"mean": self.average.mean, "count": self.average.count}
+        return {"average": average, "ref_drawn": self._ref_drawn}
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        if state["average"] is not None:
+            assert self.average is not None
+            self.average.mean = {n: t.to(self.ctx.device) for n, t in state["average"]["mean"].items()}
+            self.average.count = int(state["average"]["count"])
+        self._ref_drawn, self._ref_iter = int(state["ref_drawn"]), None
 
     def after_task(self, task: TaskState) -> None:
         if self.average is not None:
