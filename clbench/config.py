@@ -56,6 +56,8 @@ class TrainConfig:
     # step instead of replaying the task. Results-neutral (not hashed): a resumed run gives the same matrix.
     checkpoint_every: int | None = None
     checkpoint_every_s: float | None = 600.0
+    # experiment loggers mirroring the step logs and accuracy rows (clbench.loggers): csv, tensorboard, wandb
+    loggers: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Every value in its range, so that bad input fails before any work (NaN fails every check)."""
@@ -91,6 +93,11 @@ class TrainConfig:
                                                         and self.checkpoint_every_s > 0):
             raise UserError(f"train.checkpoint_every_s must be a positive number of seconds (or null for none), "
                             f"got {self.checkpoint_every_s!r}")
+        from clbench.loggers import LOGGERS
+
+        unknown = [n for n in self.loggers if n not in LOGGERS]
+        if unknown:
+            raise UserError(f"train.loggers: unknown logger {unknown[0]!r}; valid: {', '.join(LOGGERS)}")
         if self.eval_cache_memory_gb is not None and not self.eval_cache_memory_gb >= 0:  # NaN too
             raise UserError("train.eval_cache_memory_gb must be 0 or more (0: decoded sets go to files only)")
 
@@ -98,7 +105,7 @@ class TrainConfig:
 #: Train keys that change how fast a run goes, never its results: left out of the run id's hash, so turning
 #: them on or off continues (``--resume``) the same run folder.
 RESULTS_NEUTRAL_TRAIN_KEYS = ("eval_cache", "eval_cache_memory_gb", "eval_cache_dir", "checkpoint_every",
-                              "checkpoint_every_s")
+                              "checkpoint_every_s", "loggers")
 #: Train keys added after runs existed, hashed only when set away from this default: runs that leave them alone
 #: keep their run id (``--resume`` finds them); setting one (it changes float rounding) starts a new run id.
 HASHED_WHEN_SET: dict[str, Any] = {"channels_last": False}

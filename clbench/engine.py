@@ -45,6 +45,7 @@ from clbench.data import (
 from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
+from clbench.loggers import RunLoggers, check_loggers
 from clbench.method import Batch, Method, TaskState
 from clbench.models import LoadedModel, compile_towers, load_model, to_channels_last
 from clbench.schedule import cosine_lr, set_lr
@@ -148,6 +149,9 @@ class Engine:
         self._method: Method | None = None
         self._pretrained: dict[str, torch.Tensor] = {}  # pretrained state (CPU): what a checkpoint leaves out
         self._trained_names: set[str] = set()  # parameters the optimizer updated in some task
+        self._global_steps = 0  # optimizer steps of the completed tasks (the loggers' x axis)
+        self._loggers: RunLoggers | None = None
+        check_loggers(config.train.loggers)  # a missing extra fails before anything is written
 
     # ---- set-up -----------------------------------------------------------------------------------------
     def _prepare_dir(self, resume: bool, force: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -271,7 +275,12 @@ class Engine:
     def run(self, resume: bool = False, force: bool = False) -> RunResult:
         """Train and evaluate the run, holding its folder's lock throughout (a second process is refused)."""
         with self.run_dir.lock():
-            return self._run(resume, force)
+            try:
+                return self._run(resume, force)
+            finally:
+                if self._loggers is not None:
+                    self._loggers.close()
+                    self._loggers = None
 
     def _run(self, resume: bool, force: bool) -> RunResult:
         checkpoint, step_checkpoint = self._prepare_dir(resume, force)
@@ -375,6 +384,11 @@ class Engine:
 
         if step_checkpoint is not None:
             wall_before = float(step_checkpoint["wall_time_s"])
+        if latest is not None:
+            self._global_steps = int(latest.get("global_steps", 0))
+        resumed = checkpoint is not None or step_checkpoint is not None
+        self._loggers = RunLoggers(tcfg.loggers, self.run_dir, cfg.to_dict(),
+                                   (start_task, steps_done, self._global_steps + steps_done) if resumed else None)
         if checkpoint is not None or step_checkpoint is not None:
             # the result files may be one task behind the checkpoint (killed in between)
             write_state("running", start_task)
@@ -384,6 +398,7 @@ class Engine:
                 row = evaluate(after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts
                 self.run_dir.append_log({"task": -1, "event": "eval_initial", "accuracy": row.accuracy})
+                self._loggers.accuracy(-1, task_names, row.accuracy)
 
         for t in range(start_task, len(bench.tasks)):
             spec = bench.tasks[t]
@@ -414,6 +429,7 @@ class Engine:
 
                     self._train_task(method, ctx, task, exp_dataset, offset, schedule, lr, cfg.seed,
                                      resume=resume_at, save_step=save_step)
+                    self._global_steps += task.steps
                     meter.add_images("training", task.steps * self.train_cfg.batch_size)
                 if method.fits:  # closed-form methods (RAIL): one pass over the task's data, no optimizer
                     self._started_training = True
@@ -434,6 +450,7 @@ class Engine:
             if record.auc is not None:
                 record.auc[t] = row_auc
             self.run_dir.append_log({"task": t, "event": "eval", "accuracy": row_acc})
+            self._loggers.accuracy(t, task_names, row_acc)
             done = t + 1
             self._checkpoint(model, method, record, done, wall_before + time.time() - t0, meter.to_json())
             write_state("complete" if done == len(bench.tasks) else "running", done)
@@ -537,6 +554,7 @@ class Engine:
         ctx.model.train()
         every, every_s = tcfg.checkpoint_every, tcfg.checkpoint_every_s
         last_save = time.monotonic()
+        last_logged: tuple[int, float] | None = None  # (step, time) of the previous logged step: images/s
         for step in range(start, steps):
             set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, schedule))
             images, labels = next(batches)
@@ -555,8 +573,14 @@ class Engine:
                 optimizer.step()
             method.after_step(task, step)
             if step % tcfg.log_every == 0 or step == steps - 1:  # the only place step logs become numbers
-                self.run_dir.append_log({"task": task.index, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                                         **{k: float(v) for k, v in logs.items()}})
+                values = {"lr": optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in logs.items()}}
+                self.run_dir.append_log({"task": task.index, "step": step, **values})
+                if self._loggers is not None and self._loggers.backends:
+                    now = time.perf_counter()  # after float(): the device has caught up, no extra sync
+                    if last_logged is not None and now > last_logged[1]:
+                        values["images_per_s"] = (step - last_logged[0]) * tcfg.batch_size / (now - last_logged[1])
+                    last_logged = (step, now)
+                    self._loggers.step(task.index, step, self._global_steps + step, values)
             if save_step is not None and step < steps - 1 and (
                     (every is not None and (step + 1) % every == 0)
                     or (every_s is not None and time.monotonic() - last_save >= every_s)):
@@ -604,7 +628,8 @@ class Engine:
         torch.save({"task": task.index, "step": step, "steps": task.steps, "model": self._changed_state(model),
                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
                     "method": method.step_state_dict(), "rng": rng_state(), "record": record.to_json(),
-                    "wall_time_s": wall, "cost": cost, "trained_parameters": sorted(self._trained_names)}, buf)
+                    "wall_time_s": wall, "cost": cost, "trained_parameters": sorted(self._trained_names),
+                    "global_steps": self._global_steps}, buf)
         write_atomic(self.run_dir.step_checkpoint_path, buf.getvalue())
 
     def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float,
@@ -616,7 +641,7 @@ class Engine:
         buf = io.BytesIO()
         torch.save({"model": self._changed_state(model), "method": method.state_dict(), "record": record.to_json(),
                     "completed_tasks": done, "wall_time_s": wall, "cost": cost,
-                    "trained_parameters": sorted(self._trained_names)}, buf)
+                    "trained_parameters": sorted(self._trained_names), "global_steps": self._global_steps}, buf)
         write_atomic(self.run_dir.checkpoint_path, buf.getvalue())
 
     def _changed_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
