@@ -7,6 +7,9 @@ executor into fresh folders. Plain baseline: the same cell through ``run_cell`` 
 Per job it prints: total (submit -> results back), start latency (submit -> the run's config.yaml is written,
 just before its first training step), the run's own wall time (run.json) and overhead = total - own time;
 then the ratio of each executor's total to the baseline's. Targets (issue 10): SLURM <= 10 s, Ray <= 3 s per job.
+For slurm it also splits the time: submit (sweep start -> sbatch accepted, sacct Submit), queue (Submit ->
+Start), startup (job start -> the run's config.yaml: python, imports, model and benchmark build), the run's own
+time, and collect (run.json's last write -> results back in the sweep). sacct times have 1 s resolution.
 The slurm executor needs sbatch (``.ci/slurm_setup.sh start``); ray needs a cluster at $RAY_ADDRESS, e.g. inside
 a loopback-only namespace: ``unshare -n python tests/executors/ray_netns.py exec -- python perf/executor_overhead.py
 --executors ray``.
@@ -34,6 +37,24 @@ executor: {slurm: {cpus_per_task: 1, mem_gb: 2, timeout_min: 10}}
 """
 
 
+def slurm_split(out: Path, t0: float, t_end: float, own: float) -> dict[str, float]:
+    """submit / queue / startup / own / collect seconds of the sweep's one SLURM job (see the docstring)."""
+    import subprocess
+    from datetime import datetime
+
+    (job,) = [p.name for p in (out / ".submitit").iterdir() if p.is_dir()]
+    line = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "Submit,Start"], capture_output=True,
+                          text=True, check=True).stdout.split()[0]
+    submit, start = (datetime.fromisoformat(x).timestamp() for x in line.split("|"))
+    run = next(p for p in out.rglob("run.json") if ".submitit" not in p.parts)
+    started = (run.parent / "config.yaml").stat().st_mtime
+    return {"submit": submit - t0, "queue": start - submit, "startup": started - start, "own": own,
+            "collect": t_end - run.stat().st_mtime}
+
+
+SPLITS: list[dict[str, float]] = []
+
+
 def one(executor: str, suite: Path, out: Path) -> tuple[float, float, float]:
     """(total, start latency, run's own wall time) of one single-cell sweep."""
     from clbench.suite import load_suite
@@ -53,6 +74,8 @@ def one(executor: str, suite: Path, out: Path) -> tuple[float, float, float]:
     run = next(p for p in out.rglob("run.json") if ".submitit" not in p.parts)
     start = (run.parent / "config.yaml").stat().st_mtime - t0
     own = float(json.loads(run.read_text())["wall_time_s"])
+    if executor == "slurm":
+        SPLITS.append(slurm_split(out, t0, t0 + total, own))
     return total, start, own
 
 
@@ -76,6 +99,9 @@ def main() -> int:
         total, start, own = (statistics.median(x[i] for x in rows) for i in range(3))
         print(f"{e:<8} {total:8.2f} {start:8.2f} {own:7.2f} {total - own:10.2f} {total / base:8.2f}x")
     print(f"(medians of {args.repeats}; plain = run_cell in this process, no executor)")
+    if SPLITS:
+        print("slurm split (median s): " + ", ".join(
+            f"{k} {statistics.median(s[k] for s in SPLITS):.1f}" for k in SPLITS[0]))
     return 0
 
 
