@@ -109,7 +109,11 @@ def plan_cells(suite: Suite, out: Path) -> list[CellState]:
 
 
 def _seedless_hash(cfg: dict[str, Any]) -> str:
-    return config_hash({**cfg, "seed": None})
+    """The configuration without its seed and results-neutral train keys (loggers, checkpoint cadence, caches)."""
+    from clbench.config import RESULTS_NEUTRAL_TRAIN_KEYS
+
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in RESULTS_NEUTRAL_TRAIN_KEYS}
+    return config_hash({**cfg, "train": train, "seed": None})
 
 
 def _complete_runs_by_seedless_hash(out: Path, suite: Suite) -> dict[str, tuple[float, str]]:
