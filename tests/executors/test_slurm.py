@@ -45,7 +45,12 @@ def test_slurm_array_preempted_task_requeues_and_all_match_local(tmp_path, slurm
             found = list(run_json.glob("*/run.json"))
             if found:
                 info = json.loads(found[0].read_text())
-                if info.get("completed_tasks", 0) >= 1 and (found[0].parent / "checkpoint-step.pt").exists():
+                step = found[0].parent / "checkpoint-step.pt"  # one written after run.json: this task's, not
+                try:                                           # the previous task's (removed just after run.json)
+                    fresh = step.stat().st_mtime_ns > found[0].stat().st_mtime_ns
+                except FileNotFoundError:
+                    fresh = False
+                if info.get("completed_tasks", 0) >= 1 and fresh:
                     break
             time.sleep(0.05)
         assert info is not None and info["status"] == "running", (info, proc.poll())
