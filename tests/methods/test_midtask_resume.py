@@ -37,6 +37,7 @@ CASES: dict[str, dict[str, Any]] = {
     "snd": {"ref_batch_size": 5},
     "gift": {"synth_backend": "procedural", "synth_images_per_task": 12, "static_awc": 3},
     "moe_adapters": {"experts": 4, "ae_iterations": 20},
+    "diki": {"tasks": 4},
     "finetune@first_task": {},
 }
 CUT_TASK = {"moe_adapters": 0, "finetune@first_task": 0}  # default: the second task (index 1)
