@@ -166,6 +166,9 @@ class Engine:
         world = self.world
         if not world.active:
             return self._prepare_dir(resume, force)
+        # Avalanche builds loggers when imported and refuses to on ranks > 0 once a process group exists
+        import avalanche.benchmarks  # noqa: F401
+
         world.init(self.device)
         if world.is_main:
             try:
