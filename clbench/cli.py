@@ -180,6 +180,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def report_error(line: str) -> None:
     """Where ``main`` sends its one error line: stderr (a rank spawned by ``--nproc`` sends it to the launcher,
     which prints one line for the whole command)."""
+    rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+    if rank != "0":  # under torchrun every rank reports: say which one
+        line = line.replace("clbench: ", f"clbench (rank {rank}): ", 1)
     sys.stderr.write(line + "\n")
 
 
