@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_error(f"clbench: error: {_one_line(exc)}")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("clbench: interrupted\n")
+        report_error("clbench: interrupted")
         return 130
     except OSError as exc:  # a file the command reads or writes: predictable, not a bug
         where = f" ({exc.filename})" if exc.filename else ""

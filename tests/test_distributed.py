@@ -81,6 +81,7 @@ class Stop(Exception):
     pass
 
 
+@pytest.mark.slow  # two spawned processes importing torch: ~60 s of CPU
 def test_two_processes_give_the_single_process_results_and_only_rank_0_writes(tmp_path: Path, capsys) -> None:
     images, captions = reference_files(tmp_path / "reference")
     settings = [*SETTINGS, f"zscl.ref_images={images}", f"zscl.ref_texts={captions}",
