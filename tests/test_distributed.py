@@ -125,7 +125,6 @@ def test_two_processes_give_the_single_process_results_and_only_rank_0_writes(tm
         assert run.path.name == runs_one[method].path.name  # --nproc is not part of the run's identity
         assert run.read_run()["status"] == "complete"
         a, b = runs_one[method].read_matrix(), run.read_matrix()
-        print(method, a.array().tolist(), b.array().tolist())
         assert a.counts == b.counts and a.initial == b.initial
         np.testing.assert_array_equal(b.array(), a.array())
         lines_a = [json.loads(x) for x in (runs_one[method].path / "log.jsonl").read_text().splitlines()]
@@ -141,7 +140,6 @@ def test_two_processes_give_the_single_process_results_and_only_rank_0_writes(tm
         diffs = torch.cat([(wa[n] - wb[n]).abs().flatten() if not n.endswith("attn.in_proj_bias") else
                            torch.cat([(wa[n] - wb[n]).abs()[:len(wa[n]) // 3], (wa[n] - wb[n]).abs()[-len(wa[n]) // 3:]])
                            for n in wa])  # without the key biases (q, k, v biases: the middle third)
-        print(method, "quantiles", [float(diffs.quantile(q)) for q in (0.5, 0.99, 0.999, 1.0)], len(diffs))
         assert float(diffs.quantile(0.999)) <= PARAMETER_ATOL and float(diffs.max()) <= ADAM_STEP, method
 
     events = [line.split("\t") for line in log.read_text().splitlines()]
