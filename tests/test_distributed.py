@@ -196,7 +196,7 @@ def test_torchrun_world_size_must_agree_with_nproc(tmp_path: Path, capsys, monke
 
 def test_every_method_declares_whether_it_runs_data_parallel() -> None:
     refusing = {name for name in METHODS.names() if not METHODS.get(name).distributed}
-    assert refusing == {"lwf", "lwf_vr", "moe_adapters"}
+    assert refusing == {"lwf", "lwf_vr", "moe_adapters", "diki"}  # diki: not checked yet (the default)
     assert all(METHODS.get(name).distributed_reason for name in refusing)
 
 
