@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the (method, seed) pairs in N processes, sharing the CPU threads (default 1)")
     run.add_argument("--logger", type=_split, default=None, metavar="NAMES",
                      help="also log steps and accuracies to csv,tensorboard,wandb (= --set train.loggers=[...])")
+    run.add_argument("--nproc", type=int, default=None, metavar="N",
+                     help="train and evaluate each run with N data-parallel processes (one GPU each on CUDA; "
+                          "also set by torchrun); same batch and schedule as one process")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list methods, benchmarks or suites")
@@ -124,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         methods=args.methods, benchmark=args.benchmark, seeds=args.seeds, model=args.model,
         pretrained=args.pretrained, config_file=args.config, overrides=overrides, out=args.out,
         device=args.device, resume=args.resume, force=args.force, quiet=args.quiet, jobs=args.jobs,
+        nproc=args.nproc, argv=args.argv,
     )
 
 
@@ -181,6 +185,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_error(line: str) -> None:
+    """Where ``main`` sends its one error line: stderr (a rank spawned by ``--nproc`` sends it to the launcher,
+    which prints one line for the whole command)."""
+    rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+    if rank != "0":  # under torchrun every rank reports: say which one
+        line = line.replace("clbench: ", f"clbench (rank {rank}): ", 1)
+    sys.stderr.write(line + "\n")
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -204,24 +217,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Bad input: one line, exit 2. A bug: one line naming a saved traceback, exit 1. Never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         code: Any = args.func(args)
     except UserError as exc:
-        sys.stderr.write(f"clbench: error: {_one_line(exc)}\n")
+        report_error(f"clbench: error: {_one_line(exc)}")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("clbench: interrupted\n")
+        report_error("clbench: interrupted")
         return 130
     except OSError as exc:  # a file the command reads or writes: predictable, not a bug
         where = f" ({exc.filename})" if exc.filename else ""
-        sys.stderr.write(f"clbench: error: {_one_line(exc.strerror or exc)}{where}; check the path and its "
-                         "permissions\n")
+        report_error(f"clbench: error: {_one_line(exc.strerror or exc)}{where}; check the path and its "
+                     "permissions")
         return 2
     except Exception as exc:  # noqa: BLE001 - last resort: a genuine bug must still not spill a traceback
         saved = _save_traceback()
         where = f"full traceback in {saved}" if saved else "no traceback file could be written"
-        sys.stderr.write(f"clbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} ({where}; "
-                         "please report it)\n")
+        report_error(f"clbench: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} ({where}; "
+                     "please report it)")
         return 1
     return int(code or 0)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,10 +92,14 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
     its own seed from (seed, step, position), so a random augmentation does not depend on the worker that
     loads it, nor on the steps before: the batches from ``start`` equal the tail of the batches from 0
     (mid-task resume). ``shuffle=False`` visits the data in order once (fixed passes: Fisher, herding).
+
+    ``part`` (data parallelism, ``clbench.distributed``): given a step batch's size, the positions in it that
+    this process loads (its contiguous shard); the draws keep the whole batch's seeds, so the shards of all
+    ranks together are exactly the single-process batch.
     """
 
     def __init__(self, num_examples: int, batch_size: int, seed: int, steps: int | None = None, start: int = 0,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, part: Callable[[int], range] | None = None) -> None:
         if num_examples <= 0 or batch_size <= 0:
             raise ValueError("StepBatches needs a non-empty dataset and a positive batch size")
         self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
@@ -103,6 +107,7 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
         self.shuffle = shuffle
         self.steps = steps if shuffle else min(steps or self.per_pass, self.per_pass)
         self.start = start
+        self.part = part
         self._order: tuple[int, torch.Tensor] | None = None
 
     def order(self, epoch: int) -> torch.Tensor:
@@ -114,10 +119,16 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
             self._order = (epoch, torch.randperm(self.num_examples, generator=g))
         return self._order[1]
 
+    def size(self, step: int) -> int:
+        """Examples in step ``step``'s whole batch (the last batch of a pass may be short)."""
+        position = step % self.per_pass
+        return min(self.batch_size, self.num_examples - position * self.batch_size)
+
     def batch(self, step: int) -> list[tuple[int, int]]:
         epoch, position = divmod(step, self.per_pass)
         indices = self.order(epoch)[position * self.batch_size:(position + 1) * self.batch_size].tolist()
-        return [(i, derive_seed(self.seed, 1, step, j)) for j, i in enumerate(indices)]
+        positions = range(len(indices)) if self.part is None else self.part(len(indices))
+        return [(indices[j], derive_seed(self.seed, 1, step, j)) for j in positions]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from clbench import metrics as metric_fns
 from clbench.benchmark import Benchmark, BenchmarkDef
@@ -42,6 +42,7 @@ from clbench.data import (
     resolve_workers,
     step_loader,
 )
+from clbench.distributed import World
 from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
@@ -50,7 +51,7 @@ from clbench.method import Batch, Method, TaskState
 from clbench.models import LoadedModel, compile_towers, load_model, to_channels_last
 from clbench.schedule import cosine_lr, set_lr
 from clbench.services import ServiceRequest, provide
-from clbench.store import MatrixRecord, RunDir, config_hash
+from clbench.store import FollowerRunDir, MatrixRecord, RunDir, config_hash
 
 
 def seed_everything(seed: int) -> None:
@@ -131,17 +132,20 @@ class Engine:
     def __init__(self, config: ResolvedConfig, bench_def: BenchmarkDef, method_cls: type[Method], out: Path,
                  device: str = "auto", quiet: bool = False,
                  progress: Callable[[str], None] | None = None,
-                 benchmark_cache: dict[tuple[str, str, str], Benchmark] | None = None) -> None:
+                 benchmark_cache: dict[tuple[str, str, str], Benchmark] | None = None,
+                 world: World | None = None) -> None:
         self.config = config
+        self.world = world or World()  # several processes for this run (clbench.distributed); rank 0 writes
         self._bench_cache = benchmark_cache if benchmark_cache is not None else {}
         self.bench_def = bench_def
         self.method_cls = method_cls
-        self.device = resolve_device(device)
+        self.device = self.world.device(resolve_device(device))
         self.quiet = quiet
         self.say = progress or (lambda msg: None)
         self.cfg_hash = config_hash(config.identity())
         self.out = Path(out)
-        self.run_dir = RunDir(RunDir.location(out, config.benchmark, config.method, config.seed, self.cfg_hash))
+        store = RunDir if self.world.is_main else FollowerRunDir
+        self.run_dir = store(RunDir.location(out, config.benchmark, config.method, config.seed, self.cfg_hash))
         self.train_cfg: TrainConfig = config.train
         self.workers = resolve_workers(config.train.num_workers, self.device)
         self._started_training = False
@@ -213,6 +217,38 @@ class Engine:
             return None
         return step
 
+    def _agree_on_start(self, resume: bool, force: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """:meth:`_prepare_dir` on rank 0; the other ranks learn its decision (or its error) and, to resume, load
+        the checkpoints it wrote (the broadcast is the barrier: rank 0 has repaired the folder and removed a stale
+        mid-task checkpoint by then). Every rank restores rank 0's RNG state from a mid-task checkpoint: the ranks
+        draw the same numbers (same seed, same calls), so it is theirs too."""
+        world = self.world
+        if not world.active:
+            return self._prepare_dir(resume, force)
+        # Avalanche builds loggers when imported and refuses to on ranks > 0 once a process group exists
+        import avalanche.benchmarks  # noqa: F401
+
+        world.init(self.device)
+        if world.is_main:
+            try:
+                found = self._prepare_dir(resume, force)
+            except UserError as exc:
+                world.broadcast_object({"error": str(exc)})
+                raise
+            checkpoint, step = found
+            done = checkpoint is not None and bool(checkpoint.get("complete"))
+            world.broadcast_object({"complete": done, "resume": checkpoint is not None and not done,
+                                    "step": step is not None})
+            return found
+        decision = world.broadcast_object(None)
+        if "error" in decision:
+            raise UserError(decision["error"])
+        if decision["complete"]:
+            return {"complete": True}, None
+        checkpoint = self._load_checkpoint() if decision["resume"] else None
+        task = int(checkpoint["completed_tasks"]) if checkpoint is not None else 0
+        return checkpoint, self._load_step_checkpoint(task) if decision["step"] else None
+
     def _load_checkpoint(self) -> dict[str, Any]:
         """The run's checkpoint (tensors and plain containers only), or a one-line error for a broken one."""
         path = self.run_dir.checkpoint_path
@@ -283,12 +319,13 @@ class Engine:
                     self._loggers = None
 
     def _run(self, resume: bool, force: bool) -> RunResult:
-        checkpoint, step_checkpoint = self._prepare_dir(resume, force)
+        checkpoint, step_checkpoint = self._agree_on_start(resume, force)
         if checkpoint is not None and checkpoint.get("complete"):
-            record = self.run_dir.read_matrix()
-            info = self.run_dir.read_run()
-            return RunResult(self.run_dir, record, self._metrics(info["protocol"], record), info["protocol"],
-                             skipped=True)
+            found = (self.run_dir.read_matrix().to_json(), self.run_dir.read_run()["protocol"]) \
+                if self.world.is_main else None
+            matrix, protocol = self.world.broadcast_object(found)
+            record = MatrixRecord.from_json(matrix)
+            return RunResult(self.run_dir, record, self._metrics(protocol, record), protocol, skipped=True)
 
         cfg = self.config
         seed_everything(cfg.seed)
@@ -296,6 +333,9 @@ class Engine:
             torch.use_deterministic_algorithms(True, warn_only=True)
         loaded = load_model(cfg.model.name, cfg.model.pretrained, self.device, cfg.model.download)
         model = loaded.model.to(self.device)
+        if self.world.active and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise UserError(f"model {cfg.model.name} has BatchNorm layers, whose batch statistics would differ "
+                            f"per process; use --nproc 1 or a ViT model")
         if self.train_cfg.channels_last:
             to_channels_last(model)
         if self.train_cfg.compile:
@@ -312,6 +352,8 @@ class Engine:
                             autocast=autocast, scaler=scaler, initial_model=lambda: self._initial_model(loaded))
         latest = step_checkpoint if step_checkpoint is not None else checkpoint  # the later one's cost and time
         meter = CostMeter.from_json(latest.get("cost") if latest is not None else None, self.device)
+        if not self.world.is_main:
+            self.world.barrier()  # rank 0 builds the services first (generates and caches); the others read them
         for name in self.method_cls.services:
             with meter.phase("generation"):
                 ctx.services[name] = provide(ServiceRequest(
@@ -319,6 +361,8 @@ class Engine:
                     transforms=loaded.transforms, device=self.device, seed=cfg.seed,
                     batch_size=self.train_cfg.batch_size, quiet=self.quiet))
             meter.add_images("generation", getattr(ctx.services[name], "generated_images", 0))
+        if self.world.is_main:
+            self.world.barrier()
         method = self.method_cls(cfg.method_config, ctx)
         self._method = method
         self._pretrained = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -352,16 +396,19 @@ class Engine:
             self._started_training = True
             ctx.weights_changed()
             self.run_dir.truncate_log(start_task, steps_done)
-            created = self.run_dir.read_run().get("created", created)
+            if self.world.is_main:
+                created = self.run_dir.read_run().get("created", created)
             self.say(f"resuming {self.run_dir.path} after task {start_task}/{len(bench.tasks)}")
         elif step_checkpoint is not None:  # killed in the first task: the record holds the initial row
             record = MatrixRecord.from_json(step_checkpoint["record"])
             self.run_dir.truncate_log(0, steps_done)
-            created = self.run_dir.read_run().get("created", created)
+            if self.world.is_main:
+                created = self.run_dir.read_run().get("created", created)
         else:
             record = MatrixRecord.empty(task_names, with_auc)
             self.run_dir.write_config(cfg.to_dict())
         self.run_dir.write_environment(env)
+        self.world.broadcast_parameters(model)  # identical already (same weights, seeds, checkpoint): made sure
         t0 = time.time()
         run_info = {
             "run_id": self.run_dir.path.name, "benchmark": cfg.benchmark, "method": cfg.method, "seed": cfg.seed,
@@ -377,7 +424,7 @@ class Engine:
         def evaluate(after_task: int | None) -> Any:
             with meter.phase("evaluation"):
                 row = evaluate_row(method.classifier(), bench=bench, after_task=after_task, loaders=test_loaders,
-                                   device=self.device, autocast=autocast, with_auc=with_auc)
+                                   device=self.device, autocast=autocast, with_auc=with_auc, world=self.world)
             meter.add_images("evaluation", sum(n for a, n in zip(row.accuracy, row.counts, strict=True)
                                                if math.isfinite(a)))
             return row
@@ -387,7 +434,7 @@ class Engine:
         if latest is not None:
             self._global_steps = int(latest.get("global_steps", 0))
         resumed = checkpoint is not None or step_checkpoint is not None
-        self._loggers = RunLoggers(tcfg.loggers, self.run_dir, cfg.to_dict(),
+        self._loggers = RunLoggers(tcfg.loggers if self.world.is_main else (), self.run_dir, cfg.to_dict(),
                                    (start_task, steps_done, self._global_steps + steps_done) if resumed else None)
         if checkpoint is not None or step_checkpoint is not None:
             # the result files may be one task behind the checkpoint (killed in between)
@@ -438,6 +485,9 @@ class Engine:
                 method.after_task(task)
             ctx.weights_changed()
             ctx.bind_task_data(None)
+            if not self.world.same_parameters(model):
+                raise RuntimeError(f"the processes' weights differ after task {spec.name}: method {cfg.method} is "
+                                   "not rank-consistent under --nproc (set distributed = False on it)")
 
             if (not method.trains and not method.fits and bench.protocol in ("mtil", "xtail")
                     and record.initial is not None):
@@ -454,7 +504,8 @@ class Engine:
             done = t + 1
             self._checkpoint(model, method, record, done, wall_before + time.time() - t0, meter.to_json())
             write_state("complete" if done == len(bench.tasks) else "running", done)
-            self.run_dir.step_checkpoint_path.unlink(missing_ok=True)  # superseded by the task's checkpoint
+            if self.world.is_main:
+                self.run_dir.step_checkpoint_path.unlink(missing_ok=True)  # superseded by the task's checkpoint
             self.say(f"[{cfg.method}] after {spec.name} ({done}/{len(bench.tasks)}): "
                      + " ".join(f"{a:.1f}" if math.isfinite(a) else "-" for a in row_acc))
 
@@ -472,8 +523,11 @@ class Engine:
         """One loader per test set; with ``train.eval_cache`` each decodes its set once (``clbench.eval_cache``)."""
         tcfg = self.train_cfg
         batch = resolve_eval_batch(tcfg.eval_batch_size, self.device)
-        loaders = [make_loader(e.dataset, batch, self.device, num_workers=self.workers, persistent=not tcfg.eval_cache)
-                   for e in test_stream]
+        world = self.world
+        datasets = [Subset(e.dataset, world.shard(len(e.dataset))) if world.active else e.dataset
+                    for e in test_stream]  # each rank scores its contiguous part; the evaluator sums the counts
+        loaders = [make_loader(d, batch, self.device, num_workers=self.workers, persistent=not tcfg.eval_cache)
+                   for d in datasets]
         if not tcfg.eval_cache or bench.random_eval:  # a random test transform must be drawn at every evaluation
             return loaders
         from clbench.eval_cache import (
@@ -495,7 +549,9 @@ class Engine:
 
         def key(j: int) -> str:
             labels = np.asarray([int(t) for t in getattr(test_stream[j].dataset, "targets", [])], dtype=np.int64)
-            return dataset_key({**identity, "task": j, "size": len(test_stream[j].dataset)}, transform, labels)
+            shard = {"shard": [world.rank, world.size]} if world.active else {}
+            return dataset_key({**identity, "task": j, "size": len(test_stream[j].dataset), **shard}, transform,
+                               labels)
 
         mean, std = loaded.transforms.mean, loaded.transforms.std
         return [DecodedLoader(loader, self.device, mean, std, policy, budget, partial(key, j))
@@ -516,9 +572,11 @@ class Engine:
             yield Batch(images.to(self.device), (labels - offset).to(self.device))
 
     def train_batches(self, dataset: Any, task: TaskState, seed: int, start: int = 0) -> DataLoader:
-        """Batches ``start .. task.steps - 1`` of a task: a pure function of (seed, task, step)."""
+        """Batches ``start .. task.steps - 1`` of a task: a pure function of (seed, task, step); under several
+        processes, this rank's shard of each (``clbench.distributed``)."""
+        part = (lambda n: self.world.step_shard(n)[0]) if self.world.active else None
         sampler = StepBatches(len(dataset), self.train_cfg.batch_size, task_seed(seed, task.index), steps=task.steps,
-                              start=start)
+                              start=start, part=part)
         return step_loader(dataset, sampler, self.device, self.workers)
 
     def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
@@ -539,9 +597,11 @@ class Engine:
         optimizer = method.optimizer(params, lr)  # the method's own (DIKI: SGD), else ZSCL's AdamW
         if optimizer is None:
             optimizer = make_optimizer(params, lr, tcfg, self.device)
+        world = self.world
         scaler = ctx.scaler
         start = int(resume["step"]) + 1 if resume is not None else 0
-        batches = iter(self.train_batches(dataset, task, seed, start=start))  # draws from the global RNG
+        loader = self.train_batches(dataset, task, seed, start=start)
+        batches, sampler = iter(loader), loader.batch_sampler  # iter() draws from the global RNG
         if resume is not None:  # after that draw: the restored RNG continues where the checkpoint left it
             self._restore_step(resume, ctx, method, task, optimizer)
         self._started_training = True
@@ -559,9 +619,15 @@ class Engine:
             set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, schedule))
             images, labels = next(batches)
             batch = Batch(images.to(self.device, non_blocking=True), (labels - offset).to(self.device, non_blocking=True))
+            if world.active:
+                full = sampler.size(step)
+                weight = world.step_shard(full)[1]
+                batch.full_size = full
             optimizer.zero_grad(set_to_none=True)
             with ctx.autocast():
                 logs = method.training_step(batch, task, step)
+            if world.active:  # every rank now holds the whole step batch's gradient (clbench.distributed)
+                world.reduce_gradients(params, weight)
             if scaler is not None:
                 scaler.unscale_(optimizer)
             if tcfg.grad_clip is not None:
@@ -573,6 +639,8 @@ class Engine:
                 optimizer.step()
             method.after_step(task, step)
             if step % tcfg.log_every == 0 or step == steps - 1:  # the only place step logs become numbers
+                if world.active:
+                    logs = world.weighted_mean(logs, weight)
                 values = {"lr": optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in logs.items()}}
                 self.run_dir.append_log({"task": task.index, "step": step, **values})
                 if self._loggers is not None and self._loggers.backends:
@@ -619,11 +687,14 @@ class Engine:
     def _save_step(self, model: nn.Module, method: Method, task: TaskState, step: int,
                    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, record: MatrixRecord,
                    wall: float, cost: dict[str, Any]) -> None:
-        """The mid-task checkpoint after ``step`` of ``task`` (atomic; the result files do not change)."""
+        """The mid-task checkpoint after ``step`` of ``task`` (atomic; the result files do not change); rank 0
+        alone writes it (collective-free: ranks may disagree on a time-based trigger without harm)."""
         import io
 
         from clbench.store import write_atomic
 
+        if not self.world.is_main:
+            return
         buf = io.BytesIO()
         torch.save({"task": task.index, "step": step, "steps": task.steps, "model": self._changed_state(model),
                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
@@ -637,6 +708,9 @@ class Engine:
         import io
 
         from clbench.store import write_atomic
+
+        if not self.world.is_main:
+            return
 
         buf = io.BytesIO()
         torch.save({"model": self._changed_state(model), "method": method.state_dict(), "record": record.to_json(),

@@ -12,6 +12,7 @@ import torch
 
 from clbench.benchmark import Benchmark
 from clbench.classifier import Classifier, HeadGroup, HeadSpec
+from clbench.distributed import World
 
 
 @dataclass
@@ -84,7 +85,8 @@ def score_task(classifier: Classifier, head: HeadSpec, loader: Iterable[tuple[to
 
 
 def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | None, loaders: Sequence[Any],
-                 device: torch.device, autocast: object, with_auc: bool = False) -> RowResult:
+                 device: torch.device, autocast: object, with_auc: bool = False,
+                 world: World | None = None) -> RowResult:
     """Accuracy on every task's test set after training ``after_task`` (None = before any training).
 
     Task-incremental protocols score task j over its own classes with all its templates (future tasks
@@ -94,22 +96,39 @@ def evaluate_row(classifier: Classifier, bench: Benchmark, after_task: int | Non
     tasks' classes at every step. See :func:`head_for`.
 
     ``loaders[j]`` yields (images, labels) batches of task j's test set and has ``dataset`` (for its size): a
-    DataLoader or a :class:`clbench.eval_cache.DecodedLoader`.
+    DataLoader or a :class:`clbench.eval_cache.DecodedLoader`. Under several processes (``world``) each rank's
+    loaders hold its contiguous part of every set: the correct counts and sizes are summed over the ranks (one
+    collective per row) and, for AUC, the scores gathered, so every rank returns the single-process row.
     """
+    world = world or World()
+    heads = [head_for(bench, j, after_task) for j in range(len(bench.tasks))]
+    tally = torch.zeros(len(heads), 2, dtype=torch.float64)  # per task: correct predictions, test examples
+    scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for j, head in enumerate(heads):
+        tally[j, 1] = len(loaders[j].dataset)  # type: ignore[arg-type]
+        if head is None or len(loaders[j].dataset) == 0:  # type: ignore[arg-type]
+            continue
+        logits, labels = score_task(classifier, head, loaders[j], device, autocast)
+        labels = labels + label_offset(bench, j)
+        tally[j, 0] = int((logits.argmax(dim=1) == labels).sum())
+        if with_auc:
+            scores[j] = (logits.mul(100.0).softmax(dim=1).cpu().numpy(), labels.cpu().numpy())
+    world.sum(tally)
+    if with_auc and world.active:  # contiguous shards in rank order: the sets in their own order
+        parts = world.gather_objects(scores)
+        scores = {j: (np.concatenate([p[j][0] for p in parts if j in p]),
+                      np.concatenate([p[j][1] for p in parts if j in p]))
+                  for j in sorted({j for p in parts for j in p})}
     acc: list[float] = []
-    counts: list[int] = []
     aucs: list[float] = []
-    for j in range(len(bench.tasks)):
-        counts.append(len(loaders[j].dataset))  # type: ignore[arg-type]
-        head = head_for(bench, j, after_task)
+    for j, head in enumerate(heads):
         if head is None:
             acc.append(math.nan)
             aucs.append(math.nan)
             continue
-        logits, labels = score_task(classifier, head, loaders[j], device, autocast)
-        labels = labels + label_offset(bench, j)
-        acc.append(100.0 * float((logits.argmax(dim=1) == labels).float().mean()))
+        # float32 correct / n: bit-equal to the float32 mean of the 0/1 hits (checked for n up to 50,000)
+        acc.append(100.0 * float(torch.tensor(float(tally[j, 0])) / int(tally[j, 1])))
         if with_auc:
-            probs = logits.mul(100.0).softmax(dim=1).cpu().numpy()
-            aucs.append(100.0 * macro_auc(probs, labels.cpu().numpy()))
+            aucs.append(100.0 * macro_auc(*scores[j]) if j in scores else math.nan)
+    counts = [int(n) for n in tally[:, 1].tolist()]
     return RowResult(accuracy=acc, counts=counts, auc=aucs if with_auc else None)

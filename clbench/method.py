@@ -40,6 +40,15 @@ class Batch:
 
     images: torch.Tensor
     labels: torch.Tensor
+    # examples in the step's whole batch: more than ``len(images)`` when ranks share the step (``--nproc``), each
+    # holding a contiguous shard; None: this batch is the whole step batch
+    full_size: int | None = None
+
+    @property
+    def step_size(self) -> int:
+        """The step batch size across all ranks (size a replicated auxiliary batch, e.g. ZSCL's reference
+        batch, by this, not by ``len(images)``, so that it does not depend on the process count)."""
+        return self.full_size if self.full_size is not None else len(self.images)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,15 @@ class Method:
     # learners such as RAIL: no optimizer, no SGD). Usually with trains=False; a method may do both.
     fits: ClassVar[bool] = False
     services: ClassVar[tuple[str, ...]] = ()  # engine services to build for this method (clbench.services)
+    # Data parallelism (``--nproc N``, ``clbench.distributed``): True when the method gives the single-process
+    # results with the step batch split across ranks and the weighted gradients summed after
+    # ``training_step``. That holds when every loss term is either a per-example mean over the step batch
+    # (cross-entropy) or computed identically on every rank from data that is not sharded (reference,
+    # synthetic or replay batches sized by ``batch.step_size``, anchors, fixed passes of ``ctx.task_batches``,
+    # which are whole on every rank), and nothing draws random numbers per shard. False (the default, for
+    # plugins nobody has checked): ``--nproc`` > 1 is refused with ``distributed_reason``.
+    distributed: ClassVar[bool] = False
+    distributed_reason: ClassVar[str] = "it does not declare data-parallel support (Method.distributed)"
 
     def __init__(self, config: Any, ctx: MethodContext) -> None:
         self.config = config

@@ -86,10 +86,25 @@ def run_one(cfg: ResolvedConfig, out: str, device: str, resume: bool, force: boo
 
 def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | None, pretrained: str | None,
              config_file: str | None, overrides: list[str], out: str, device: str, resume: bool, force: bool,
-             quiet: bool, jobs: int = 1) -> int:
-    """Resolve every configuration first (so bad input fails before any work), then run them in turn."""
+             quiet: bool, jobs: int = 1, nproc: int | None = None, argv: list[str] | None = None) -> int:
+    """Resolve every configuration first (so bad input fails before any work), then run them in turn.
+
+    ``nproc`` > 1 (or the torchrun variables): every run trains and evaluates in that many data-parallel
+    processes (``clbench.distributed``); this process spawns them (re-running ``argv``) once all is checked.
+    """
+    from clbench.distributed import World, launch
     from clbench.engine import Engine
 
+    world = World.from_env()
+    if nproc is not None and nproc < 1:
+        raise UserError(f"--nproc must be at least 1, got {nproc}")
+    if world.active and nproc is not None and nproc != world.size:
+        raise UserError(f"--nproc {nproc} disagrees with WORLD_SIZE={world.size} set by the launcher; drop --nproc "
+                        "under torchrun")
+    size = world.size if world.active else (nproc or 1)
+    if size > 1 and jobs > 1:
+        raise UserError("--jobs and --nproc exclude each other; run the configurations one after another with "
+                        "--nproc, or in parallel with --jobs")
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if not methods:
@@ -112,6 +127,8 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
     from clbench.models import check_model
 
     preflight(benchmark, configs[0].benchmark_options)
+    if size > 1:
+        check_distributable(configs, size, device)
 
     for name, tag in sorted({(c.model.name, c.model.pretrained) for c in configs if not c.model.download},
                             key=str):
@@ -123,17 +140,48 @@ def run_many(methods: list[str], benchmark: str, seeds: list[int], model: str | 
 
     if jobs > 1:
         return _run_parallel(benchmark, configs, out, device, resume, force, quiet, jobs)
+    if size > 1 and not world.active:  # checked: now the ranks run this same command
+        if argv is None:
+            raise UserError("--nproc needs the command line to re-run in each process (call clbench.cli.main)")
+        return launch(size, argv)
+    if world.active:
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.size))
+        quiet = quiet or not world.is_main  # one process prints progress
     results = []
     benchmarks: dict = {}  # datasets are built once and shared by every run of this command
-    for cfg in configs:
-        engine = Engine(cfg, bench_def, METHODS.get(cfg.method), Path(out), device=device, quiet=quiet,
-                        progress=say, benchmark_cache=benchmarks)
-        result = engine.run(resume=resume, force=force)
-        if result.skipped:
-            say(f"   already complete: {result.run_dir.path} (pass --force to run it again)")
-        results.append((cfg, result))
-    print(leaderboard(benchmark, results))
+    try:
+        for cfg in configs:
+            engine = Engine(cfg, bench_def, METHODS.get(cfg.method), Path(out), device=device, quiet=quiet,
+                            progress=say if world.is_main else None, benchmark_cache=benchmarks, world=world)
+            result = engine.run(resume=resume, force=force)
+            if result.skipped:
+                say(f"   already complete: {result.run_dir.path} (pass --force to run it again)")
+            results.append((cfg, result))
+    finally:
+        world.close()
+    if world.is_main:
+        print(leaderboard(benchmark, results))
     return 0
+
+
+def check_distributable(configs: list[ResolvedConfig], size: int, device: str) -> None:
+    """Bad input for a data-parallel run, before any process starts: a method that does not support it, a batch
+    the ranks cannot share evenly, one named GPU for several processes."""
+    for cfg in configs:
+        method_cls = METHODS.get(cfg.method)
+        if not method_cls.distributed:
+            raise UserError(f"method {cfg.method} cannot run with --nproc {size}: {method_cls.distributed_reason}; "
+                            "use --nproc 1")
+        if cfg.train.batch_size % size:
+            raise UserError(f"train.batch_size {cfg.train.batch_size} is not divisible by --nproc {size}; choose a "
+                            "batch size that is a multiple of the process count")
+    if device.startswith("cuda:"):
+        raise UserError(f"--device {device} names one GPU, but --nproc {size} gives each process its own "
+                        "(cuda:LOCAL_RANK); pass --device cuda or auto")
 
 
 def _run_parallel(benchmark: str, configs: list[ResolvedConfig], out: str, device: str, resume: bool, force: bool,

@@ -351,6 +351,43 @@ class RunDir:
         write_atomic(log, "".join(ln + "\n" for ln in keep))
 
 
+class FollowerRunDir(RunDir):
+    """The run folder as a rank other than 0 of a data-parallel run sees it (``clbench.distributed``): the same
+    paths, but every write (results, log, config, lock, clearing) does nothing. Rank 0 alone writes the run
+    store; a follower reads only the checkpoint rank 0 wrote, on resume."""
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        yield
+
+    def clear(self) -> None:
+        pass
+
+    def remove_temporaries(self) -> list[Path]:
+        return []
+
+    def write_run(self, info: dict[str, Any]) -> None:
+        pass
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        pass
+
+    def write_environment(self, env: dict[str, Any]) -> None:
+        pass
+
+    def write_matrix(self, record: MatrixRecord) -> None:
+        pass
+
+    def write_metrics(self, protocol: str, complete: bool, metrics: dict[str, float]) -> None:
+        pass
+
+    def append_log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def truncate_log(self, completed_tasks: int, steps_done: int = 0) -> None:
+        pass
+
+
 def find_runs(root: Path) -> list[RunDir]:
     """Every run folder (holding run.json) below ``root``."""
     return sorted(RunDir(p.parent) for p in Path(root).rglob(RUN_FILE)) if Path(root).exists() else []

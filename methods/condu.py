@@ -106,6 +106,8 @@ class ConDU(Method):
     paper: ClassVar[str] = ("Gao et al., Enhanced Continual Learning of Vision-Language Models with Model Fusion "
                             "(ConDU), ICLR 2026")
     Config: ClassVar[type] = ConDUConfig
+    # CE per example; prototypes from the whole task data on every rank, merges of identical weights
+    distributed: ClassVar[bool] = True
 
     def before_run(self) -> None:
         if self.config.logits_num < 1:

@@ -66,6 +66,8 @@ class EWC(Method):
     paper: ClassVar[str] = ("Kirkpatrick et al., Overcoming catastrophic forgetting in neural networks (EWC), "
                             "PNAS 2017; online form of Schwarz et al., ICML 2018")
     Config: ClassVar[type] = EWCConfig
+    # CE per example; the Fisher pass reads the whole task data on every rank (same F everywhere)
+    distributed: ClassVar[bool] = True
 
     fisher: Weights | None = None
     anchor: Weights | None = None

@@ -17,3 +17,5 @@ class Finetune(Method):
     """
 
     paper: ClassVar[str] = "Continual-FT baseline of Zheng et al., Preventing Zero-Shot Transfer Degradation in Continual Learning of Vision-Language Models (ZSCL), ICCV 2023"
+    # CE is a per-example mean: shards + weighted all-reduce = the full batch
+    distributed: ClassVar[bool] = True

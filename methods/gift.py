@@ -178,11 +178,20 @@ class Gift(Method):
     prompts are computed once per task, and the student encodes each distinct prompt of a batch once.
     The engine takes the code's ``iterations + 1`` steps (``train.final_step``). Deviations: see ``README``
     "Synthetic data (GIFT)" (``static_awc`` without the skipped ``zero_grad``; all-zero gradients get 1e-6, not NaN).
+
+    Several processes (``--nproc``): F is estimated from the synthetic gradients *before* the all-reduce, which
+    the engine does once, after the whole step. Every rank computes the synthetic losses on the same whole
+    synthetic batch (only the task batch is sharded), so its local synthetic gradients are already the
+    full-batch ones and F, the AWC gradient and ``static_awc``'s running mean equal the single-process values;
+    the all-reduce then only completes the task cross-entropy. Reducing first (DDP's hook at each backward)
+    would give the same F at the cost of a second all-reduce per step.
     """
 
     paper: ClassVar[str] = ("Wu, Shi, Wang, Ye, Synthetic Data is an Elegant GIFT for Continual Vision-Language "
                             "Models, CVPR 2025")
     Config: ClassVar[type] = GiftConfig
+    # CE per example; synthetic batch, Fisher and AWC are the same on every rank (see the docstring)
+    distributed: ClassVar[bool] = True
     services: ClassVar[tuple[str, ...]] = ("synthetic_data",)
 
     def before_run(self) -> None:

@@ -104,6 +104,8 @@ class ICaRL(Method):
     paper: ClassVar[str] = ("Rebuffi et al., iCaRL: Incremental Classifier and Representation Learning, CVPR 2017 "
                             "— CLIP baseline of ZSCL (Zheng et al., ICCV 2023)")
     Config: ClassVar[type] = ICaRLConfig
+    # CE per example; replay batch (sized by batch.step_size) and herding are the same on every rank
+    distributed: ClassVar[bool] = True
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
@@ -162,7 +164,7 @@ class ICaRL(Method):
         if self.teacher is not None:
             if self.teacher is self.model:  # the shared teacher moves every step (models.py:246-250)
                 self.encode_teacher_text(task)
-            pick = self.next_exemplars(cfg.replay_batch_size or len(batch.images))
+            pick = self.next_exemplars(cfg.replay_batch_size or batch.step_size)
             images = self.images[pick].to(self.ctx.device, non_blocking=True).float()
             feats = F.normalize(self.model.encode_image(images), dim=-1)
             teacher = teacher_image_features(self.teacher, images)

@@ -30,6 +30,7 @@ class L2(Method):
                             "Preventing Zero-Shot Transfer Degradation in Continual Learning of Vision-Language "
                             "Models (ZSCL), ICCV 2023")
     Config: ClassVar[type] = L2Config
+    distributed: ClassVar[bool] = True  # CE per example; the L2 anchor is the same on every rank
 
     anchor: Weights | None = None
 

@@ -56,6 +56,8 @@ class LwF(Method):
                             "Preventing Zero-Shot Transfer Degradation in Continual Learning of Vision-Language "
                             "Models (ZSCL), ICCV 2023")
     Config: ClassVar[type] = LwFConfig
+    distributed_reason: ClassVar[str] = ("its text distillation normalises over the training batch's images "
+                                         "(a shard would change it)")
 
     teacher: nn.Module | None = None
     teacher_text: torch.Tensor | None = None

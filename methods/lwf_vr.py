@@ -59,6 +59,8 @@ class LwFVR(LwF):
     paper: ClassVar[str] = ("Ding et al., Don't Stop Learning: Towards Continual Learning for the CLIP Model, "
                             "arXiv 2207.09248, 2022 — as re-implemented in ZSCL (Zheng et al., ICCV 2023)")
     Config: ClassVar[type] = LwFVRConfig
+    distributed_reason: ClassVar[str] = ("its text distillation normalises over the training batch's images "
+                                         "(a shard would change it)")
 
     tokens: torch.Tensor | None = None
 

@@ -46,6 +46,8 @@ class MagMax(Method):
     paper: ClassVar[str] = ("Marczak et al., MagMax: Leveraging Model Merging for Seamless Continual Learning, "
                             "ECCV 2024")
     Config: ClassVar[type] = MagMaxConfig
+    # CE per example; the merge uses weights that are identical on every rank
+    distributed: ClassVar[bool] = True
 
     def before_run(self) -> None:
         if self.config.scaling_coef < 0:

@@ -189,6 +189,8 @@ class MoEAdapters(Method):
     paper: ClassVar[str] = ("Yu et al., Boosting Continual Learning of Vision-Language Models via Mixture-of-Experts "
                             "Adapters, CVPR 2024")
     Config: ClassVar[type] = MoEAdaptersConfig
+    distributed_reason: ClassVar[str] = ("its routers draw noise per training example from the global RNG "
+                                         "(shards would draw differently)")
 
     def __init__(self, config: MoEAdaptersConfig, ctx: Any) -> None:
         super().__init__(config, ctx)

@@ -166,6 +166,8 @@ class Rail(Method):
     paper: ClassVar[str] = ("Xu et al., Advancing Cross-domain Discriminability in Continual Learning of "
                             "Vision-Language Models (RAIL), NeurIPS 2024")
     Config: ClassVar[type] = RailConfig
+    # no SGD: every rank fits on the whole task data (ctx.task_batches is not sharded)
+    distributed: ClassVar[bool] = True
     trains: ClassVar[bool] = False
     fits: ClassVar[bool] = True
 

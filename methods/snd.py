@@ -63,6 +63,8 @@ class SnD(Method):
     paper: ClassVar[str] = ("Yu et al., Select and Distill: Selective Dual-Teacher Knowledge Transfer for Continual "
                             "Learning on Vision-Language Models, ECCV 2024")
     Config: ClassVar[type] = SnDConfig
+    # CE per example; the reference batch and both teachers are the same on every rank
+    distributed: ClassVar[bool] = True
     services: ClassVar[tuple[str, ...]] = ("reference_data",)
 
     _ref_iter: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None

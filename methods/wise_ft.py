@@ -32,6 +32,8 @@ class WiSEFT(Method):
     paper: ClassVar[str] = ("Wortsman et al., Robust fine-tuning of zero-shot models (WiSE-FT), CVPR 2022 — "
                             "continual variant of ZSCL (Zheng et al., ICCV 2023)")
     Config: ClassVar[type] = WiSEFTConfig
+    # CE per example; the interpolation uses weights that are identical on every rank
+    distributed: ClassVar[bool] = True
 
     start: Weights | None = None
 

@@ -13,4 +13,5 @@ class ZeroShot(Method):
     """Zero-shot CLIP (Radford et al., ICML 2021): class-name prompts, template ensemble, no training."""
 
     paper: ClassVar[str] = "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021"
+    distributed: ClassVar[bool] = True  # nothing trains; evaluation is sharded by the engine
     trains: ClassVar[bool] = False

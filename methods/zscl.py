@@ -93,6 +93,9 @@ class ZSCL(Method):
     paper: ClassVar[str] = ("Zheng et al., Preventing Zero-Shot Transfer Degradation in Continual Learning of "
                             "Vision-Language Models (ZSCL), ICCV 2023")
     Config: ClassVar[type] = ZSCLConfig
+    # CE per example; the reference batch (sized by batch.step_size) is the same on every rank, so are the
+    # parameters after every step and hence the weight average
+    distributed: ClassVar[bool] = True
     services: ClassVar[tuple[str, ...]] = ("reference_data",)
 
     ref_text: torch.Tensor | None = None
@@ -143,7 +146,7 @@ class ZSCL(Method):
     def training_step(self, batch: Batch, task: TaskState, step: int) -> StepLogs:
         cfg: ZSCLConfig = self.config
         ce = self.task_loss(batch, task)
-        l_img, l_txt = self.zscl_loss(*self.reference_batch(len(batch.images)))
+        l_img, l_txt = self.zscl_loss(*self.reference_batch(batch.step_size))
         loss = ce + cfg.image_weight * l_img + cfg.text_weight * l_txt
         logs = {"ce": ce.detach(), "zscl_image": l_img.detach(), "zscl_text": l_txt.detach()}
         if self.anchor is not None:
