@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch/torchvision pinned to the pair whose wheels match (torch 2.13 CPU + PyPI torchvision fails to import)
 	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/python -m pip install -q -e ".[test,slurm,ray]"
+	$(BIN)/python -m pip install -q -e ".[test,slurm,ray,loggers]"
 	touch $(STAMP)
 
 # The offline world: bundled pre-trained tiny CLIP, nothing downloaded; two single-threaded workers on 2 cores.

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--jobs", type=int, default=1,
                      help="run the (method, seed) pairs in N processes, sharing the CPU threads (default 1)")
+    run.add_argument("--logger", type=_split, default=None, metavar="NAMES",
+                     help="also log steps and accuracies to csv,tensorboard,wandb (= --set train.loggers=[...])")
     run.add_argument("--nproc", type=int, default=None, metavar="N",
                      help="train and evaluate each run with N data-parallel processes (one GPU each on CUDA; "
                           "also set by torchrun); same batch and schedule as one process")
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--device", default="auto", help="auto | cpu | cuda[:N], where each run happens")
     sw.add_argument("--quiet", action="store_true", help="no progress output")
     sw.add_argument("--no-report", dest="report", action="store_false", help="skip the closing report")
+    sw.add_argument("--logger", type=_split, default=None, metavar="NAMES",
+                    help="also log steps and accuracies to csv,tensorboard,wandb in every run (results-neutral)")
     from clbench.sweep import OPTIONS
 
     for executor, keys in OPTIONS.items():
@@ -116,9 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from clbench.runner import run_many
 
+    overrides = list(args.overrides)
+    if args.logger is not None:
+        overrides.append(f"train.loggers=[{','.join(args.logger)}]")
     return run_many(
         methods=args.methods, benchmark=args.benchmark, seeds=args.seeds, model=args.model,
-        pretrained=args.pretrained, config_file=args.config, overrides=args.overrides, out=args.out,
+        pretrained=args.pretrained, config_file=args.config, overrides=overrides, out=args.out,
         device=args.device, resume=args.resume, force=args.force, quiet=args.quiet, jobs=args.jobs,
         nproc=args.nproc, argv=args.argv,
     )
@@ -133,7 +140,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             executor, key = dest[4:].split("__", 1)
             options.setdefault(executor, {})[key] = value
     return sweep(args.suite, executor=args.executor, jobs=args.jobs, dry_run=args.dry_run, resume=args.resume,
-                 out=args.out, device=args.device, cli_options=options, quiet=args.quiet, report=args.report)
+                 out=args.out, device=args.device, cli_options=options, quiet=args.quiet, report=args.report,
+                 loggers=args.logger)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

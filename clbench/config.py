@@ -51,6 +51,13 @@ class TrainConfig:
     channels_last: bool = False  # image tower's conv weights channels-last (ResNet towers: faster steps, see README)
     eval_initial: bool = True  # evaluate the pretrained model before the first task (zero-shot reference row)
     log_every: int = 10
+    # mid-task checkpoints (``checkpoint-step.pt``): after every N optimizer steps and/or every S seconds of a
+    # task, whichever comes first (None switches that trigger off). A requeued or killed run resumes at the next
+    # step instead of replaying the task. Results-neutral (not hashed): a resumed run gives the same matrix.
+    checkpoint_every: int | None = None
+    checkpoint_every_s: float | None = 600.0
+    # experiment loggers mirroring the step logs and accuracy rows (clbench.loggers): csv, tensorboard, wandb
+    loggers: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Every value in its range, so that bad input fails before any work (NaN fails every check)."""
@@ -78,13 +85,27 @@ class TrainConfig:
                 raise UserError(f"train.{key} must be an integer or auto, got {value!r}")
             if value is not None and value < low:
                 raise UserError(f"train.{key} must be at least {low}, got {value!r}")
+        if self.checkpoint_every is not None and (isinstance(self.checkpoint_every, bool)
+                                                  or self.checkpoint_every < 1):
+            raise UserError(f"train.checkpoint_every must be a number of steps >= 1 (or null for none), got "
+                            f"{self.checkpoint_every!r}")
+        if self.checkpoint_every_s is not None and not (math.isfinite(self.checkpoint_every_s)
+                                                        and self.checkpoint_every_s > 0):
+            raise UserError(f"train.checkpoint_every_s must be a positive number of seconds (or null for none), "
+                            f"got {self.checkpoint_every_s!r}")
+        from clbench.loggers import LOGGERS
+
+        unknown = [n for n in self.loggers if n not in LOGGERS]
+        if unknown:
+            raise UserError(f"train.loggers: unknown logger {unknown[0]!r}; valid: {', '.join(LOGGERS)}")
         if self.eval_cache_memory_gb is not None and not self.eval_cache_memory_gb >= 0:  # NaN too
             raise UserError("train.eval_cache_memory_gb must be 0 or more (0: decoded sets go to files only)")
 
 
 #: Train keys that change how fast a run goes, never its results: left out of the run id's hash, so turning
 #: them on or off continues (``--resume``) the same run folder.
-RESULTS_NEUTRAL_TRAIN_KEYS = ("eval_cache", "eval_cache_memory_gb", "eval_cache_dir")
+RESULTS_NEUTRAL_TRAIN_KEYS = ("eval_cache", "eval_cache_memory_gb", "eval_cache_dir", "checkpoint_every",
+                              "checkpoint_every_s", "loggers")
 #: Train keys added after runs existed, hashed only when set away from this default: runs that leave them alone
 #: keep their run id (``--resume`` finds them); setting one (it changes float rounding) starts a new run id.
 HASHED_WHEN_SET: dict[str, Any] = {"channels_last": False}

@@ -4,6 +4,12 @@ For each experience of the Avalanche train stream: ``method.before_task`` -> tra
 and/or one pass of the task's data through ``method.fit_task`` (``fits``, closed-form learners) ->
 ``method.after_task`` -> evaluate on every task's test set (future ones included) -> one matrix row ->
 checkpoint -> results written. The engine knows no method by name.
+
+Mid-task checkpoints (``train.checkpoint_every`` steps / ``checkpoint_every_s`` seconds) save the task in
+progress; a resume starts from the task boundary as always, replays ``before_task`` (it only sees the
+task-start model and the task-seeded RNG, so it rebuilds the same teachers and anchors), then loads the
+saved model, optimizer, scaler, method step state and RNG states and continues with batch ``k + 1`` (a
+training batch is a pure function of (seed, task, step)).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from clbench.distributed import World
 from clbench.environment import describe
 from clbench.errors import UserError
 from clbench.evaluation import evaluate_row
+from clbench.loggers import RunLoggers, check_loggers
 from clbench.method import Batch, Method, TaskState
 from clbench.models import LoadedModel, compile_towers, load_model, to_channels_last
 from clbench.schedule import cosine_lr, set_lr
@@ -51,6 +58,28 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states (python, numpy, torch CPU and CUDA) as tensors and plain values
+    (``torch.load(weights_only=True)`` reads them back)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"python": [version, list(internal), gauss_next], "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(gauss),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state` output."""
+    version, internal, gauss_next = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss_next))
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]),
+                         int(state["numpy_has_gauss"]), float(state["numpy_gauss"])))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def task_seed(seed: int, task_index: int) -> int:
@@ -124,11 +153,15 @@ class Engine:
         self._method: Method | None = None
         self._pretrained: dict[str, torch.Tensor] = {}  # pretrained state (CPU): what a checkpoint leaves out
         self._trained_names: set[str] = set()  # parameters the optimizer updated in some task
+        self._global_steps = 0  # optimizer steps of the completed tasks (the loggers' x axis)
+        self._loggers: RunLoggers | None = None
+        check_loggers(config.train.loggers)  # a missing extra fails before anything is written
 
     # ---- set-up -----------------------------------------------------------------------------------------
-    def _prepare_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
-        """Returns the checkpoint to resume from, ``{"complete": True}`` for a finished run, or None for a fresh
-        start (which empties the folder: no earlier attempt's log lines or files survive it).
+    def _prepare_dir(self, resume: bool, force: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Returns (the checkpoint to resume from, or ``{"complete": True}`` for a finished run, or None; the
+        mid-task checkpoint of the next task, or None). (None, None) is a fresh start, which empties the folder:
+        no earlier attempt's log lines or files survive it.
 
         Called with the run folder's lock held. A checkpoint whose result files were not all rewritten (killed
         in between) is repaired here: the result files are rewritten from it.
@@ -137,16 +170,18 @@ class Engine:
         rd.remove_temporaries()
         if force or not rd.exists():
             rd.clear()
-            return None
+            return None, None
         info = rd.read_run()
         if info.get("status") == "complete":
-            return {"complete": True}
+            return {"complete": True}, None
         if not resume:
             raise UserError(f"run {rd.path} exists with {info.get('completed_tasks', 0)}/{len(info.get('tasks', []))} "
                             "tasks done; pass --resume to continue it or --force to start over")
         if not rd.checkpoint_path.exists():
-            rd.clear()
-            return None
+            step = self._load_step_checkpoint(0)
+            if step is None:
+                rd.clear()
+            return None, step
         checkpoint = self._load_checkpoint()
         if int(checkpoint["completed_tasks"]) == len(info.get("tasks", [])):
             try:
@@ -157,12 +192,36 @@ class Engine:
             self._write_results(record, {k: v for k, v in info.items() if k not in ("schema_version", "updated")},
                                 "complete", int(checkpoint["completed_tasks"]), float(checkpoint["wall_time_s"]),
                                 checkpoint.get("cost") if isinstance(checkpoint.get("cost"), dict) else None)
-            return {"complete": True}
-        return checkpoint
+            return {"complete": True}, None
+        return checkpoint, self._load_step_checkpoint(int(checkpoint["completed_tasks"]))
 
-    def _agree_on_start(self, resume: bool, force: bool) -> dict[str, Any] | None:
+    def _load_step_checkpoint(self, task: int) -> dict[str, Any] | None:
+        """The mid-task checkpoint of ``task`` (the first one not completed), or None; one of another task is
+        stale (killed between the task's checkpoint and its removal) and is deleted."""
+        path = self.run_dir.step_checkpoint_path
+        if not path.exists():
+            return None
+        try:
+            step = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, foreign or malicious: all mean "cannot resume"
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"mid-task checkpoint {path} cannot be loaded ({reason}); delete it to resume from the "
+                            "task boundary, or rerun with --force to start over") from None
+        keys = ("task", "step", "steps", "model", "optimizer", "method", "rng", "record", "wall_time_s")
+        if not isinstance(step, dict) or any(k not in step for k in keys) or not isinstance(step["task"], int) \
+                or not isinstance(step["step"], int) or not isinstance(step["record"], dict):
+            raise UserError(f"mid-task checkpoint {path} is not a clbench checkpoint; delete it to resume from the "
+                            "task boundary, or rerun with --force to start over")
+        if step["task"] != task:
+            path.unlink(missing_ok=True)
+            return None
+        return step
+
+    def _agree_on_start(self, resume: bool, force: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """:meth:`_prepare_dir` on rank 0; the other ranks learn its decision (or its error) and, to resume, load
-        the checkpoint it wrote (the broadcast is the barrier: rank 0 has repaired the folder by then)."""
+        the checkpoints it wrote (the broadcast is the barrier: rank 0 has repaired the folder and removed a stale
+        mid-task checkpoint by then). Every rank restores rank 0's RNG state from a mid-task checkpoint: the ranks
+        draw the same numbers (same seed, same calls), so it is theirs too."""
         world = self.world
         if not world.active:
             return self._prepare_dir(resume, force)
@@ -172,19 +231,23 @@ class Engine:
         world.init(self.device)
         if world.is_main:
             try:
-                checkpoint = self._prepare_dir(resume, force)
+                found = self._prepare_dir(resume, force)
             except UserError as exc:
                 world.broadcast_object({"error": str(exc)})
                 raise
+            checkpoint, step = found
             done = checkpoint is not None and bool(checkpoint.get("complete"))
-            world.broadcast_object({"complete": done, "resume": checkpoint is not None and not done})
-            return checkpoint
+            world.broadcast_object({"complete": done, "resume": checkpoint is not None and not done,
+                                    "step": step is not None})
+            return found
         decision = world.broadcast_object(None)
         if "error" in decision:
             raise UserError(decision["error"])
         if decision["complete"]:
-            return {"complete": True}
-        return self._load_checkpoint() if decision["resume"] else None
+            return {"complete": True}, None
+        checkpoint = self._load_checkpoint() if decision["resume"] else None
+        task = int(checkpoint["completed_tasks"]) if checkpoint is not None else 0
+        return checkpoint, self._load_step_checkpoint(task) if decision["step"] else None
 
     def _load_checkpoint(self) -> dict[str, Any]:
         """The run's checkpoint (tensors and plain containers only), or a one-line error for a broken one."""
@@ -248,10 +311,15 @@ class Engine:
     def run(self, resume: bool = False, force: bool = False) -> RunResult:
         """Train and evaluate the run, holding its folder's lock throughout (a second process is refused)."""
         with self.run_dir.lock():
-            return self._run(resume, force)
+            try:
+                return self._run(resume, force)
+            finally:
+                if self._loggers is not None:
+                    self._loggers.close()
+                    self._loggers = None
 
     def _run(self, resume: bool, force: bool) -> RunResult:
-        checkpoint = self._agree_on_start(resume, force)
+        checkpoint, step_checkpoint = self._agree_on_start(resume, force)
         if checkpoint is not None and checkpoint.get("complete"):
             found = (self.run_dir.read_matrix().to_json(), self.run_dir.read_run()["protocol"]) \
                 if self.world.is_main else None
@@ -282,7 +350,8 @@ class Engine:
         autocast, scaler = precision_context(self.train_cfg.precision, self.device)
         ctx = MethodContext(model, loaded.tokenizer, self.device, self.train_cfg.label_smoothing,
                             autocast=autocast, scaler=scaler, initial_model=lambda: self._initial_model(loaded))
-        meter = CostMeter.from_json(checkpoint.get("cost") if checkpoint is not None else None, self.device)
+        latest = step_checkpoint if step_checkpoint is not None else checkpoint  # the later one's cost and time
+        meter = CostMeter.from_json(latest.get("cost") if latest is not None else None, self.device)
         if not self.world.is_main:
             self.world.barrier()  # rank 0 builds the services first (generates and caches); the others read them
         for name in self.method_cls.services:
@@ -308,6 +377,7 @@ class Engine:
         task_names = [t.name for t in bench.tasks]
         env = describe(self.device)
         start_task, wall_before = 0, 0.0
+        steps_done = int(step_checkpoint["step"]) + 1 if step_checkpoint is not None else 0  # of start_task
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if checkpoint is not None:
             try:
@@ -325,10 +395,15 @@ class Engine:
             wall_before = float(checkpoint.get("wall_time_s", 0.0))
             self._started_training = True
             ctx.weights_changed()
-            self.run_dir.truncate_log(start_task)
+            self.run_dir.truncate_log(start_task, steps_done)
             if self.world.is_main:
                 created = self.run_dir.read_run().get("created", created)
             self.say(f"resuming {self.run_dir.path} after task {start_task}/{len(bench.tasks)}")
+        elif step_checkpoint is not None:  # killed in the first task: the record holds the initial row
+            record = MatrixRecord.from_json(step_checkpoint["record"])
+            self.run_dir.truncate_log(0, steps_done)
+            if self.world.is_main:
+                created = self.run_dir.read_run().get("created", created)
         else:
             record = MatrixRecord.empty(task_names, with_auc)
             self.run_dir.write_config(cfg.to_dict())
@@ -354,7 +429,15 @@ class Engine:
                                                if math.isfinite(a)))
             return row
 
-        if checkpoint is not None:  # the result files may be one task behind the checkpoint (killed in between)
+        if step_checkpoint is not None:
+            wall_before = float(step_checkpoint["wall_time_s"])
+        if latest is not None:
+            self._global_steps = int(latest.get("global_steps", 0))
+        resumed = checkpoint is not None or step_checkpoint is not None
+        self._loggers = RunLoggers(tcfg.loggers if self.world.is_main else (), self.run_dir, cfg.to_dict(),
+                                   (start_task, steps_done, self._global_steps + steps_done) if resumed else None)
+        if checkpoint is not None or step_checkpoint is not None:
+            # the result files may be one task behind the checkpoint (killed in between)
             write_state("running", start_task)
         else:
             write_state("running", 0)
@@ -362,6 +445,7 @@ class Engine:
                 row = evaluate(after_task=None)
                 record.initial, record.counts = row.accuracy, row.counts
                 self.run_dir.append_log({"task": -1, "event": "eval_initial", "accuracy": row.accuracy})
+                self._loggers.accuracy(-1, task_names, row.accuracy)
 
         for t in range(start_task, len(bench.tasks)):
             spec = bench.tasks[t]
@@ -384,7 +468,15 @@ class Engine:
             with meter.phase("training"):
                 method.before_task(task)
                 if method.trains:
-                    self._train_task(method, ctx, task, exp_dataset, offset, schedule, lr, cfg.seed)
+                    resume_at = step_checkpoint if step_checkpoint is not None and t == start_task else None
+
+                    def save_step(step: int, optimizer: torch.optim.Optimizer, task: TaskState = task) -> None:
+                        self._save_step(model, method, task, step, optimizer, ctx.scaler, record,
+                                        wall_before + time.time() - t0, meter.to_json())
+
+                    self._train_task(method, ctx, task, exp_dataset, offset, schedule, lr, cfg.seed,
+                                     resume=resume_at, save_step=save_step)
+                    self._global_steps += task.steps
                     meter.add_images("training", task.steps * self.train_cfg.batch_size)
                 if method.fits:  # closed-form methods (RAIL): one pass over the task's data, no optimizer
                     self._started_training = True
@@ -408,9 +500,12 @@ class Engine:
             if record.auc is not None:
                 record.auc[t] = row_auc
             self.run_dir.append_log({"task": t, "event": "eval", "accuracy": row_acc})
+            self._loggers.accuracy(t, task_names, row_acc)
             done = t + 1
             self._checkpoint(model, method, record, done, wall_before + time.time() - t0, meter.to_json())
             write_state("complete" if done == len(bench.tasks) else "running", done)
+            if self.world.is_main:
+                self.run_dir.step_checkpoint_path.unlink(missing_ok=True)  # superseded by the task's checkpoint
             self.say(f"[{cfg.method}] after {spec.name} ({done}/{len(bench.tasks)}): "
                      + " ".join(f"{a:.1f}" if math.isfinite(a) else "-" for a in row_acc))
 
@@ -485,9 +580,11 @@ class Engine:
         return step_loader(dataset, sampler, self.device, self.workers)
 
     def _train_task(self, method: Method, ctx: MethodContext, task: TaskState, dataset: Any, offset: int,
-                    schedule: int, lr: float, seed: int) -> None:
+                    schedule: int, lr: float, seed: int, resume: dict[str, Any] | None = None,
+                    save_step: Callable[[int, torch.optim.Optimizer], None] | None = None) -> None:
         """``task.steps`` optimizer steps under the warm-up + cosine schedule of length ``schedule``, over the
-        parameters the method declares trainable."""
+        parameters the method declares trainable; from the step after ``resume``'s (a mid-task checkpoint),
+        calling ``save_step`` whenever ``train.checkpoint_every``/``checkpoint_every_s`` says so."""
         tcfg = self.train_cfg
         steps = task.steps
         declared = {n for n, _ in method.trainable(task)}
@@ -500,19 +597,25 @@ class Engine:
         optimizer = method.optimizer(params, lr)  # the method's own (DIKI: SGD), else ZSCL's AdamW
         if optimizer is None:
             optimizer = make_optimizer(params, lr, tcfg, self.device)
-        loader = self.train_batches(dataset, task, seed)
-        batches, sampler = iter(loader), loader.batch_sampler
         world = self.world
         scaler = ctx.scaler
+        start = int(resume["step"]) + 1 if resume is not None else 0
+        loader = self.train_batches(dataset, task, seed, start=start)
+        batches, sampler = iter(loader), loader.batch_sampler  # iter() draws from the global RNG
+        if resume is not None:  # after that draw: the restored RNG continues where the checkpoint left it
+            self._restore_step(resume, ctx, method, task, optimizer)
         self._started_training = True
         bar = None
         if not self.quiet:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps, desc=f"{self.config.method} {task.spec.name}", leave=False, unit="it",
-                       disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+            bar = tqdm(total=steps, initial=start, desc=f"{self.config.method} {task.spec.name}", leave=False,
+                       unit="it", disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
         ctx.model.train()
-        for step in range(steps):
+        every, every_s = tcfg.checkpoint_every, tcfg.checkpoint_every_s
+        last_save = time.monotonic()
+        last_logged: tuple[int, float] | None = None  # (step, time) of the previous logged step: images/s
+        for step in range(start, steps):
             set_lr(optimizer, cosine_lr(step, lr, tcfg.warmup, schedule))
             images, labels = next(batches)
             batch = Batch(images.to(self.device, non_blocking=True), (labels - offset).to(self.device, non_blocking=True))
@@ -538,13 +641,67 @@ class Engine:
             if step % tcfg.log_every == 0 or step == steps - 1:  # the only place step logs become numbers
                 if world.active:
                     logs = world.weighted_mean(logs, weight)
-                self.run_dir.append_log({"task": task.index, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                                         **{k: float(v) for k, v in logs.items()}})
+                values = {"lr": optimizer.param_groups[0]["lr"], **{k: float(v) for k, v in logs.items()}}
+                self.run_dir.append_log({"task": task.index, "step": step, **values})
+                if self._loggers is not None and self._loggers.backends:
+                    now = time.perf_counter()  # after float(): the device has caught up, no extra sync
+                    if last_logged is not None and now > last_logged[1]:
+                        values["images_per_s"] = (step - last_logged[0]) * tcfg.batch_size / (now - last_logged[1])
+                    last_logged = (step, now)
+                    self._loggers.step(task.index, step, self._global_steps + step, values)
+            if save_step is not None and step < steps - 1 and (
+                    (every is not None and (step + 1) % every == 0)
+                    or (every_s is not None and time.monotonic() - last_save >= every_s)):
+                save_step(step, optimizer)  # the task's last step is followed by the task checkpoint instead
+                last_save = time.monotonic()
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
         ctx.model.eval()
+
+    def _restore_step(self, saved: dict[str, Any], ctx: MethodContext, method: Method, task: TaskState,
+                      optimizer: torch.optim.Optimizer) -> None:
+        """Load a mid-task checkpoint on top of the replayed ``before_task``."""
+        path = self.run_dir.step_checkpoint_path
+        try:
+            if int(saved["steps"]) != task.steps:
+                raise ValueError(f"{saved['steps']} steps saved, the task has {task.steps}")
+            unexpected = ctx.model.load_state_dict(saved["model"], strict=False).unexpected_keys
+            if unexpected:
+                raise KeyError(f"tensors this model lacks: {', '.join(unexpected[:3])}")
+            optimizer.load_state_dict(saved["optimizer"])
+            if ctx.scaler is not None and saved.get("scaler"):
+                ctx.scaler.load_state_dict(saved["scaler"])
+            method.load_step_state_dict(saved["method"])
+            set_rng_state(saved["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            reason = " ".join(str(exc).split())[:160]
+            raise UserError(f"mid-task checkpoint {path} does not fit this run's model and method ({reason}); "
+                            "delete it to resume from the task boundary, or rerun with --force") from None
+        self._trained_names |= set(saved.get("trained_parameters", []))
+        ctx.weights_changed()
+        self.say(f"resuming task {task.index + 1}/{task.num_tasks} at step {int(saved['step']) + 1}/{task.steps} "
+                 f"({self.run_dir.path}, mid-task checkpoint)")
+
+    def _save_step(self, model: nn.Module, method: Method, task: TaskState, step: int,
+                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, record: MatrixRecord,
+                   wall: float, cost: dict[str, Any]) -> None:
+        """The mid-task checkpoint after ``step`` of ``task`` (atomic; the result files do not change); rank 0
+        alone writes it (collective-free: ranks may disagree on a time-based trigger without harm)."""
+        import io
+
+        from clbench.store import write_atomic
+
+        if not self.world.is_main:
+            return
+        buf = io.BytesIO()
+        torch.save({"task": task.index, "step": step, "steps": task.steps, "model": self._changed_state(model),
+                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+                    "method": method.step_state_dict(), "rng": rng_state(), "record": record.to_json(),
+                    "wall_time_s": wall, "cost": cost, "trained_parameters": sorted(self._trained_names),
+                    "global_steps": self._global_steps}, buf)
+        write_atomic(self.run_dir.step_checkpoint_path, buf.getvalue())
 
     def _checkpoint(self, model: nn.Module, method: Method, record: MatrixRecord, done: int, wall: float,
                     cost: dict[str, Any]) -> None:
@@ -558,7 +715,7 @@ class Engine:
         buf = io.BytesIO()
         torch.save({"model": self._changed_state(model), "method": method.state_dict(), "record": record.to_json(),
                     "completed_tasks": done, "wall_time_s": wall, "cost": cost,
-                    "trained_parameters": sorted(self._trained_names)}, buf)
+                    "trained_parameters": sorted(self._trained_names), "global_steps": self._global_steps}, buf)
         write_atomic(self.run_dir.checkpoint_path, buf.getvalue())
 
     def _changed_state(self, model: nn.Module) -> dict[str, torch.Tensor]:

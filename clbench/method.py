@@ -174,6 +174,19 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
 
+    def step_state_dict(self) -> dict[str, Any]:
+        """What this method changed during the current task's steps so far, other than the model's parameters
+        and buffers (a running weight average, how many reference/synthetic batches it drew, an accumulated
+        importance estimate...): saved in a mid-task checkpoint (tensors and plain values only).
+
+        A resume replays ``before_task`` (same task-start model, same task-seeded RNG), then calls
+        :meth:`load_step_state_dict` with this, so state that ``before_task`` rebuilds identically need not be
+        here. Default: nothing (right for a method whose steps change only the model)."""
+        return {}
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`step_state_dict` output (called after ``before_task`` and the model's weights)."""
+
     # ---- shared pieces ---------------------------------------------------------------------------------
     def task_logits(self, images: torch.Tensor, task: TaskState, model: nn.Module | None = None) -> torch.Tensor:
         """s * f(x) g(P_t)^T with the (trainable) text encoder of ``model`` over the training prompts."""

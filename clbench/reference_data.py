@@ -41,11 +41,18 @@ class ReferenceData:
         """(len(indices), 3, H, W) normalised float images."""
         raise NotImplementedError
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless epochs, each a fresh permutation drawn from ``generator``; the last short batch is kept."""
+    def batches(self, batch_size: int, generator: torch.Generator,
+                skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless epochs, each a fresh permutation drawn from ``generator``; the last short batch is kept.
+
+        ``skip``: leave out the first ``skip`` batches without loading them (the generator advances as if they
+        had been drawn: a method resumed mid-task continues the same sequence)."""
         while True:
             order = torch.randperm(self.num_images, generator=generator)
             for start in range(0, len(order), batch_size):
+                if skip:
+                    skip -= 1
+                    continue
                 idx = order[start:start + batch_size]
                 yield idx, self.image_batch(idx)
 
@@ -112,12 +119,16 @@ class FolderReferenceData(ReferenceData):
     def image_batch(self, indices: torch.Tensor) -> torch.Tensor:
         return torch.stack([self.files[int(i)][1] for i in indices])
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Same order as the base class; decoding runs in ``num_workers`` loader processes."""
+    def batches(self, batch_size: int, generator: torch.Generator,
+                skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Same order (and ``skip``) as the base class; decoding runs in ``num_workers`` loader processes."""
         while True:
             order = torch.randperm(self.num_images, generator=generator)
             chunks = [order[s:s + batch_size].tolist() for s in range(0, len(order), batch_size)]
-            loader = DataLoader(self.files, batch_sampler=chunks, num_workers=self.num_workers)
+            skipped, skip = min(skip, len(chunks)), skip - min(skip, len(chunks))
+            if skipped == len(chunks):
+                continue
+            loader = DataLoader(self.files, batch_sampler=chunks[skipped:], num_workers=self.num_workers)
             yield from loader
 
 

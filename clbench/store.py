@@ -20,11 +20,18 @@ Layout (schema version 1), read by ``clbench report`` and by other tools::
         checkpoint.pt     model tensors that differ from (or are absent in) the pretrained weights + method +
                           optimizer-free state after the last completed task
                           (``torch.load(..., weights_only=True)``)
+        checkpoint-step.pt  mid-task checkpoint of the task after the last completed one (``train.checkpoint_every``
+                          / ``checkpoint_every_s``): changed model tensors, optimizer, grad scaler, the method's
+                          ``step_state_dict``, RNG states, step index, and the record/cost of checkpoint.pt's
+                          moment. Only valid while its ``task`` equals checkpoint.pt's ``completed_tasks``
+                          (0 without checkpoint.pt); a stale one is ignored and deleted on resume
         .lock             held (``flock``) by the one process writing the run; names its pid and host
 
 Every file but the log is replaced whole (temporary file + fsync + rename), with the permissions the umask
 gives a new file. The checkpoint is written before the result files; resume rewrites the result files from
-it, so they are never behind the checkpoint for long.
+it, so they are never behind the checkpoint for long. A mid-task checkpoint changes no result file: it only
+lets the task in progress continue at its next step (resume still starts from checkpoint.pt's task boundary,
+replays ``before_task`` and then loads the step state on top).
 
 ``run_id`` = ``seed<seed>-<first 8 hex of the config hash>``: the same configuration maps to the same folder,
 which is what ``--resume`` continues.
@@ -202,6 +209,11 @@ class RunDir:
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
 
+    @property
+    def step_checkpoint_path(self) -> Path:
+        """The mid-task checkpoint (see the module docstring)."""
+        return self.path / "checkpoint-step.pt"
+
     def exists(self) -> bool:
         return (self.path / RUN_FILE).is_file()
 
@@ -316,8 +328,9 @@ class RunDir:
         except OSError as exc:
             raise write_error(path, exc, len(line)) from None
 
-    def truncate_log(self, completed_tasks: int) -> None:
-        """On resume, keep only the log lines of completed tasks (the interrupted task replays its own).
+    def truncate_log(self, completed_tasks: int, steps_done: int = 0) -> None:
+        """On resume, keep only the log lines of completed tasks (the interrupted task replays its own), plus
+        the step lines of the interrupted task before ``steps_done`` (a mid-task checkpoint's resume point).
 
         A line a dying process left unfinished is dropped too.
         """
@@ -330,8 +343,10 @@ class RunDir:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and isinstance(record.get("task", 0), int) \
-                    and record.get("task", 0) < completed_tasks:
+            if not isinstance(record, dict) or not isinstance(record.get("task", 0), int):
+                continue
+            task, step = record.get("task", 0), record.get("step")
+            if task < completed_tasks or (task == completed_tasks and isinstance(step, int) and step < steps_done):
                 keep.append(line)
         write_atomic(log, "".join(ln + "\n" for ln in keep))
 
@@ -369,7 +384,7 @@ class FollowerRunDir(RunDir):
     def append_log(self, record: dict[str, Any]) -> None:
         pass
 
-    def truncate_log(self, completed_tasks: int) -> None:
+    def truncate_log(self, completed_tasks: int, steps_done: int = 0) -> None:
         pass
 
 

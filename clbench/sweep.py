@@ -109,7 +109,11 @@ def plan_cells(suite: Suite, out: Path) -> list[CellState]:
 
 
 def _seedless_hash(cfg: dict[str, Any]) -> str:
-    return config_hash({**cfg, "seed": None})
+    """The configuration without its seed and results-neutral train keys (loggers, checkpoint cadence, caches)."""
+    from clbench.config import RESULTS_NEUTRAL_TRAIN_KEYS
+
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in RESULTS_NEUTRAL_TRAIN_KEYS}
+    return config_hash({**cfg, "train": train, "seed": None})
 
 
 def _complete_runs_by_seedless_hash(out: Path, suite: Suite) -> dict[str, tuple[float, str]]:
@@ -169,13 +173,23 @@ def write_plan(out: Path, suite: Suite, executor: str) -> Path:
 
 def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool = False, resume: bool = False,
           out: str = "results", device: str = "auto", cli_options: dict[str, dict[str, Any]] | None = None,
-          quiet: bool = False, report: bool = True) -> int:
-    """Validate everything, run what is missing, write the report; exit code 1 when a cell failed."""
+          quiet: bool = False, report: bool = True, loggers: list[str] | None = None) -> int:
+    """Validate everything, run what is missing, write the report; exit code 1 when a cell failed.
+
+    ``loggers`` (``--logger``) replaces ``train.loggers`` in every cell (results-neutral: same run folders)."""
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     suite = load_suite(suite_name)
+    if loggers is not None:
+        from dataclasses import replace
+
+        from clbench.loggers import check_loggers
+
+        check_loggers(loggers)
+        suite.cells = [replace(c, config=replace(c.config, train=replace(c.config.train, loggers=list(loggers))))
+                       for c in suite.cells]
     if executor in REMOTE and not Path(out).is_absolute():
         raise UserError(f"--out {out!r} is relative: with --executor {executor} runs happen on other machines, so "
                         "give an absolute path on a filesystem every node can write (e.g. /shared/results)")

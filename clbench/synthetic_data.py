@@ -217,16 +217,20 @@ class SyntheticData:
             self._current = (index, self._load_task(index))
         return self._current[1]
 
-    def batches(self, index: int) -> Iterator[SyntheticBatch]:
+    def batches(self, index: int, skip: int = 0) -> Iterator[SyntheticBatch]:
         """Endless epochs of task ``index``'s pairs; each a permutation drawn from (run seed, task).
 
-        The last short batch of an epoch is kept, as a ``DataLoader`` over the set would.
+        The last short batch of an epoch is kept, as a ``DataLoader`` over the set would. ``skip`` leaves out
+        the first ``skip`` batches without building them (a mid-task resume continues the same sequence).
         """
         data = self.task(index)
         generator = torch.Generator().manual_seed(self.seed * 1009 + index + 7919)
         while True:
             order = torch.randperm(len(data), generator=generator)
             for start in range(0, len(order), self.batch_size):
+                if skip:
+                    skip -= 1
+                    continue
                 yield data.batch(order[start:start + self.batch_size], self.device)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -209,7 +209,9 @@ class Gift(Method):
         self.anchors = [anchors[n] for n, _ in trainable_parameters(self.model)]
         self.static_fisher: list[torch.Tensor] | None = None
         self.data: SyntheticTask = self.synthetic.task(task.index)
+        self.data_index = task.index
         self.batches: Iterator[SyntheticBatch] = self.synthetic.batches(task.index)
+        self.drawn = 0  # synthetic batches drawn this task (a mid-task resume skips them)
         with torch.inference_mode(), self.ctx.autocast():  # the teacher is frozen for the whole task
             feats = [F.normalize(teacher.encode_image(self.data.images[i:i + 256].to(self.ctx.device, torch.float32)),
                                  dim=-1) for i in range(0, len(self.data), 256)]
@@ -260,6 +262,7 @@ class Gift(Method):
         total = torch.zeros((), device=batch.images.device)
         if cfg.cd or cfg.ita:
             cd, ita = self.synthetic_losses(next(self.batches))
+            self.drawn += 1
             synthetic = cfg.cd_weight * cd + cfg.ita_weight * ita
             self.ctx.backward(synthetic)
             logs.update(cd=cd.detach(), ita=ita.detach())
@@ -274,6 +277,17 @@ class Gift(Method):
         self.ctx.backward(ce)
         logs["ce"] = ce.detach()
         return {"loss": total + logs["ce"], **logs}
+
+    def step_state_dict(self) -> dict[str, Any]:
+        """Synthetic batches drawn and static_awc's running importance; anchors and teacher features are rebuilt
+        by the replayed ``before_task`` from the task-start model."""
+        return {"drawn": self.drawn, "static_fisher": self.static_fisher}
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        self.drawn = int(state["drawn"])
+        self.batches = self.synthetic.batches(self.data_index, skip=self.drawn)
+        fisher = state["static_fisher"]
+        self.static_fisher = None if fisher is None else [f.to(self.ctx.device) for f in fisher]
 
     def after_task(self, task: TaskState) -> None:
         del self.anchors, self.teacher_image, self.teacher_text, self.tokens, self.data, self.batches

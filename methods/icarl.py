@@ -245,6 +245,12 @@ class ICaRL(Method):
         assert out is not None
         return labels[filled], out[filled]
 
+    def step_state_dict(self) -> dict[str, Any]:
+        return {"cursor": self.cursor}  # the exemplar walk advances every step; the rest is per task
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        self.cursor = int(state["cursor"])
+
     def state_dict(self) -> dict[str, Any]:
         return {"images": self.images, "tasks": self.tasks, "labels": self.labels, "task_prompts": self.task_prompts,
                 "cursor": self.cursor}

@@ -280,6 +280,15 @@ class MoEAdapters(Method):
     def classifier(self) -> RoutedClassifier:
         return RoutedClassifier(self.model, self)
 
+    def step_state_dict(self) -> dict[str, Any]:
+        """Each mixture's expert choice counts of the task so far (a non-persistent buffer that after_task reads
+        to freeze the most chosen experts)."""
+        return {"chosen": [m.chosen.clone() for _, m in self.mixtures()]}
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        for (_, m), chosen in zip(self.mixtures(), state["chosen"], strict=True):
+            m.chosen.copy_(chosen)
+
     def state_dict(self) -> dict[str, Any]:
         return {"frozen": sorted(self.frozen), "thresholds": list(self.thresholds), "last_router": self.last_router,
                 "autoencoders": [ae.state_dict() for ae in self.autoencoders]}

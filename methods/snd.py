@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,7 @@ class SnD(Method):
         self.previous = self.ctx.frozen_copy()
         self._generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         self._ref_iter = None
+        self._ref_drawn = 0  # reference batches drawn this task (a mid-task resume skips them)
 
     def trainable(self, task: TaskState) -> list[tuple[str, nn.Parameter]]:
         params = trainable_parameters(self.model)
@@ -84,8 +85,10 @@ class SnD(Method):
 
     def reference_images(self) -> torch.Tensor:
         if self._ref_iter is None:
-            self._ref_iter = self.reference.batches(self.config.ref_batch_size, self._generator)
+            self._ref_iter = self.reference.batches(self.config.ref_batch_size, self._generator,
+                                                    skip=self._ref_drawn)
         _, images = next(self._ref_iter)
+        self._ref_drawn += 1
         return images.to(self.ctx.device, non_blocking=True)
 
     def teacher_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -111,6 +114,12 @@ class SnD(Method):
         self.ctx.backward(loss)
         return {"loss": loss.detach(), "ce": ce.detach(), "kd_prev": l_prev.detach(), "kd_pretrained": l_pre.detach(),
                 "selected": (weights > 0.5).float().mean().detach()}
+
+    def step_state_dict(self) -> dict[str, Any]:
+        return {"ref_drawn": self._ref_drawn}  # teachers and generator: rebuilt by the replayed before_task
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        self._ref_drawn, self._ref_iter = int(state["ref_drawn"]), None
 
     def after_task(self, task: TaskState) -> None:
         self.previous, self._ref_iter = None, None

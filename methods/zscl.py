@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,25 +32,33 @@ class ZSCLConfig:
 
 
 class TeacherFeatureCache:
-    """Frozen-teacher features per reference-image index: each image is encoded at most once per run."""
+    """Frozen-teacher features per reference-image index: each image is encoded at most once per run.
 
-    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], num_images: int) -> None:
-        self.encode = encode
-        self.num_images = num_images
+    Images are encoded in fixed blocks of the index space (``block`` consecutive indices, loaded by ``load``),
+    not in the batch that first asks for them: a feature's value (float rounding depends on the batch it is
+    computed in) is then the same whatever the history, so a resumed run (which starts with an empty cache)
+    computes exactly the features of the uninterrupted one.
+    """
+
+    def __init__(self, encode: Callable[[torch.Tensor], torch.Tensor], load: Callable[[torch.Tensor], torch.Tensor],
+                 num_images: int, block: int = 256) -> None:
+        self.encode, self.load = encode, load
+        self.num_images, self.block = num_images, block
         self.features: torch.Tensor | None = None
         self.known = torch.zeros(num_images, dtype=torch.bool)
         self.encoded = 0  # images actually encoded (for tests and logs)
 
-    def get(self, indices: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """Features of ``images`` (whose reference indices are ``indices``), encoding only the unseen ones."""
-        missing = ~self.known[indices]
-        if bool(missing.any()):
-            new = self.encode(images[missing.to(images.device)])
+    def get(self, indices: torch.Tensor) -> torch.Tensor:
+        """Features of the reference images ``indices``, encoding the blocks of the unseen ones."""
+        missing = indices[~self.known[indices]]
+        for b in torch.unique(missing // self.block).tolist():
+            block = torch.arange(b * self.block, min((b + 1) * self.block, self.num_images))
+            new = self.encode(self.load(block))
             if self.features is None:
                 self.features = torch.zeros(self.num_images, new.shape[1], dtype=new.dtype, device=new.device)
-            self.features[indices[missing].to(new.device)] = new
-            self.known[indices[missing]] = True
-            self.encoded += int(missing.sum())
+            self.features[block.to(new.device)] = new
+            self.known[block] = True
+            self.encoded += len(block)
         assert self.features is not None
         return self.features[indices.to(self.features.device)]
 
@@ -69,7 +77,8 @@ class ZSCL(Method):
 
     Faster than the reference, same values: the reference captions are encoded by the teacher once per run
     (the code re-encodes them every iteration) and the teacher's image features are cached per reference
-    image; the teacher runs under ``inference_mode`` (and bf16 autocast on CUDA, as the student does).
+    image (encoded in fixed blocks of 256 indices, so that a resumed run gets the same features to the bit);
+    the teacher runs under ``inference_mode`` (and bf16 autocast on CUDA, as the student does).
 
     Averaging schedule as the code: the engine takes ``iterations + 1`` steps (``train.final_step``, the code's
     ``range(total_iterations + 1)``) and the average absorbs the weights after step ``i`` whenever
@@ -100,7 +109,10 @@ class ZSCL(Method):
         self.teacher = self.ctx.initial_model()
         with self.ctx.autocast():
             self.ref_text = self.ctx.encode_texts(self.teacher, self.reference.captions)
-        self.cache = TeacherFeatureCache(self.teacher_features, self.reference.num_images)
+        self.cache = TeacherFeatureCache(self.teacher_features, self.load_reference, self.reference.num_images)
+
+    def load_reference(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.reference.image_batch(indices).to(self.ctx.device, non_blocking=True)
 
     def teacher_features(self, images: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self.ctx.autocast():
@@ -110,20 +122,23 @@ class ZSCL(Method):
     def before_task(self, task: TaskState) -> None:
         self._generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         self._ref_iter = None
+        self._ref_drawn = 0  # reference batches drawn this task (a mid-task resume skips them)
         start = snapshot(self.model)
         self.anchor = {n: start[n] for n, _ in trainable_parameters(self.model)} if self.config.l2_weight else None
         self.average = RunningAverage(start) if self.config.weight_average else None
 
     def reference_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._ref_iter is None:
-            self._ref_iter = self.reference.batches(self.config.ref_batch_size or batch_size, self._generator)
+            self._ref_iter = self.reference.batches(self.config.ref_batch_size or batch_size, self._generator,
+                                                    skip=self._ref_drawn)
         indices, images = next(self._ref_iter)
+        self._ref_drawn += 1
         return indices, images.to(self.ctx.device, non_blocking=True)
 
     def zscl_loss(self, indices: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_img, L_txt) on one reference batch; the teacher's features come from the cache when enabled."""
         assert self.cache is not None and self.ref_text is not None
-        teacher = self.cache.get(indices, images) if self.config.cache_teacher else self.teacher_features(images)
+        teacher = self.cache.get(indices) if self.config.cache_teacher else self.teacher_features(images)
         student = F.normalize(self.model.encode_image(images), dim=-1)
         scale = self.ctx.logit_scale(self.model)
         return feature_distillation(student, teacher, self.ref_text, scale, self.config.temperature)
@@ -145,6 +160,20 @@ class ZSCL(Method):
         # mtil/src/models/finetune.py:310 and cil/continual_clip/models.py:274: ``iteration % avg_freq == 0`` only
         if self.average is not None and step % self.config.avg_freq == 0:
             self.average.update(self.model)
+
+    def step_state_dict(self) -> dict[str, Any]:
+        """The running average (mean, count) and the reference batches drawn; anchor and generator are rebuilt
+        by the replayed ``before_task``; the teacher-feature cache refills on demand with the same values
+        (fixed blocks, :class:`TeacherFeatureCache`)."""
+        average = None if self.average is None else {"mean": self.average.mean, "count": self.average.count}
+        return {"average": average, "ref_drawn": self._ref_drawn}
+
+    def load_step_state_dict(self, state: dict[str, Any]) -> None:
+        if state["average"] is not None:
+            assert self.average is not None
+            self.average.mean = {n: t.to(self.ctx.device) for n, t in state["average"]["mean"].items()}
+            self.average.count = int(state["average"]["count"])
+        self._ref_drawn, self._ref_iter = int(state["ref_drawn"]), None
 
     def after_task(self, task: TaskState) -> None:
         if self.average is not None:

@@ -95,16 +95,21 @@ def test_two_processes_give_the_single_process_results_and_only_rank_0_writes(tm
                     "--device", "cpu", *flags)
     assert single.returncode == 0, single.stderr
 
-    # the finetune run stopped after its first task: the two processes resume it
-    cfg = resolve("smoke", "finetune", 0, config_layers("smoke", methods.split(","), None, settings))
+    # the finetune run stopped inside its second task, after a mid-task checkpoint (step 3 of 7; results-neutral
+    # key): the two processes resume it from both checkpoints, which rank 1 reads too
+    cfg = resolve("smoke", "finetune", 0, config_layers("smoke", methods.split(","), None,
+                                                        [*settings, "train.checkpoint_every=2"]))
 
-    def stop_after_first_task(message: str) -> None:
-        if "(1/3)" in message:
-            raise Stop
+    class StopInSecondTask(METHODS.get("finetune")):  # type: ignore[misc, valid-type]
+        def training_step(self, batch, task, step):  # noqa: ANN001, ANN201
+            if (task.index, step) == (1, 5):
+                raise Stop
+            return super().training_step(batch, task, step)
 
     with pytest.raises(Stop):
-        Engine(cfg, BENCHMARKS.get("smoke"), METHODS.get("finetune"), two, device="cpu", quiet=True,
-               progress=stop_after_first_task).run()
+        Engine(cfg, BENCHMARKS.get("smoke"), StopInSecondTask, two, device="cpu", quiet=True).run()
+    stopped = find_runs(two)[0]
+    assert stopped.step_checkpoint_path.exists() and stopped.checkpoint_path.exists()
 
     site = tmp_path / "site"
     site.mkdir()
@@ -148,8 +153,9 @@ def test_two_processes_give_the_single_process_results_and_only_rank_0_writes(tm
         by_rank.setdefault(rank, set()).add((kind, str(Path(path).relative_to(two.resolve()))))
     assert any(kind == "write" for kind, _ in by_rank["0"])
     others = {e for rank, found in by_rank.items() if rank != "0" for e in found}
-    finetune_ckpt = str(runs_two["finetune"].checkpoint_path.resolve().relative_to(two.resolve()))
-    assert others == {("read", finetune_ckpt)}, others  # rank 1 only loaded the checkpoint it resumes from
+    finetune_ckpts = {("read", str(p.resolve().relative_to(two.resolve()))) for p in
+                      (runs_two["finetune"].checkpoint_path, runs_two["finetune"].step_checkpoint_path)}
+    assert others == finetune_ckpts, others  # rank 1 only loaded the checkpoints it resumes from
 
 
 def test_shards_of_a_step_batch_make_the_whole_batch() -> None:

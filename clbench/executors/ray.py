@@ -17,8 +17,18 @@ from clbench.executors.job import CellJob, CellOutcome, run_cell
 
 
 def _ray_cell(job: CellJob) -> CellOutcome:
-    """The Ray task: one cell, resumed from the store on every attempt."""
-    return run_cell(job)
+    """The Ray task: one cell, resumed from the store on every attempt. The worker process stays for the next
+    cell (warm imports), so the cell's cached GPU memory is handed back first."""
+    try:
+        return run_cell(job)
+    finally:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _resolve_address(address: str) -> str | None:
@@ -86,7 +96,10 @@ class RayExecutor:
     def submit(self, jobs: list[CellJob]) -> list[CellOutcome]:
         ray = self.ray
         res = self.resources()
-        task = ray.remote(_ray_cell).options(max_retries=self.max_retries, retry_exceptions=False, **res)
+        # max_calls=0: a worker runs cell after cell (Ray's default for GPU tasks is 1, a fresh worker per cell
+        # that imports torch and open_clip again: seconds to tens of seconds per job)
+        # (max_calls is only accepted by ray.remote, not by .options())
+        task = ray.remote(max_calls=0, max_retries=self.max_retries, retry_exceptions=False, **res)(_ray_cell)
         # progress goes to the workers' logs (<ray temp dir>/session_latest/logs/worker-*.err)
         jobs = [replace(j, resume=True, quiet=False, threads=j.threads or max(1, int(self.num_cpus))) for j in jobs]
         refs = [task.remote(j) for j in jobs]

@@ -29,10 +29,11 @@ def matrices(root: Path) -> dict[str, list]:
 
 @pytest.mark.slow
 def test_slurm_array_preempted_task_requeues_and_all_match_local(tmp_path, slurm_cluster):
-    """One job array for the smoke suite; the finetune task gets submitit's pre-emption signal after its first
-    task, is requeued and resumes; both matrices equal the local executor's."""
+    """One job array for the smoke suite; the finetune task gets submitit's pre-emption signal in its second
+    task, after a mid-task checkpoint, is requeued and resumes in the middle of that task (not at its start);
+    both matrices equal the local executor's (``checkpoint_every`` is not part of a run's identity)."""
     suite = tmp_path / "s.yaml"
-    suite.write_text(SUITE.replace("iterations: 6", "iterations: 40"))
+    suite.write_text(SUITE.replace("iterations: 6", "iterations: 40, checkpoint_every: 2"))
     out = tmp_path / "slurm"
     proc = subprocess.Popen([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--executor", "slurm",
                              "--out", str(out), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
@@ -44,7 +45,12 @@ def test_slurm_array_preempted_task_requeues_and_all_match_local(tmp_path, slurm
             found = list(run_json.glob("*/run.json"))
             if found:
                 info = json.loads(found[0].read_text())
-                if info.get("completed_tasks", 0) >= 1:
+                step = found[0].parent / "checkpoint-step.pt"  # one written after run.json: this task's, not
+                try:                                           # the previous task's (removed just after run.json)
+                    fresh = step.stat().st_mtime_ns > found[0].stat().st_mtime_ns
+                except FileNotFoundError:
+                    fresh = False
+                if info.get("completed_tasks", 0) >= 1 and fresh:
                     break
             time.sleep(0.05)
         assert info is not None and info["status"] == "running", (info, proc.poll())
@@ -69,7 +75,10 @@ def test_slurm_array_preempted_task_requeues_and_all_match_local(tmp_path, slurm
     assert (out / "report" / "leaderboard.md").is_file()
     logs = "".join(p.read_text() for p in (out / ".submitit" / job_id).glob("*_log.*"))
     assert "Calling checkpoint method" in logs and "Requeued job" in logs, logs
-    assert f"after task {cut_at}/3" in logs or f"after task {cut_at + 1}/3" in logs, logs
+    # the signal lands in task cut_at + 1 (1-based), after its first mid-task checkpoint
+    resumed = [ln for ln in logs.splitlines() if "resuming task" in ln]
+    assert resumed and f"resuming task {cut_at + 1}/3 at step" in resumed[0], logs
+    assert not resumed[0].split(" at step ")[1].startswith("0/"), resumed
 
     ref = run_cli("sweep", str(suite), "--out", str(tmp_path / "local"), "--quiet", "--no-report")
     assert ref.returncode == 0, ref.stderr

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clbench.errors import UserError
-from clbench.methods.zscl import ZSCL, ZSCLConfig
+from clbench.methods.zscl import ZSCL, TeacherFeatureCache, ZSCLConfig
 from clbench.reference_data import TensorReferenceData, load_reference_data
 from clbench.weights import load_weights, snapshot
 from tests.cli_runner import run_cli
@@ -38,7 +38,22 @@ def test_cached_teacher_loss_equals_uncached(tiny: Tiny) -> None:
         theirs = uncached.zscl_loss(indices, images)
         for a, b in zip(ours, theirs, strict=True):
             assert a.item() == pytest.approx(b.item(), rel=1e-6)
-    assert cached.cache is not None and cached.cache.encoded == 5  # {0, 3, 5, 7, 9}: each distinct image encoded once
+    assert cached.cache is not None and cached.cache.encoded == 10  # one block of 256 holds all 10 images: once
+
+
+def test_teacher_features_do_not_depend_on_the_batch_that_first_asks(tiny: Tiny) -> None:
+    """Fixed blocks of indices: a resumed run, whose cache starts empty and is filled by other batches,
+    gets the uninterrupted run's features to the bit; each image is still encoded once."""
+    method = zscl(tiny)
+    encode, load = method.teacher_features, method.load_reference
+    first, second = TeacherFeatureCache(encode, load, 10, block=4), TeacherFeatureCache(encode, load, 10, block=4)
+    a = first.get(torch.tensor([0, 3, 5]))
+    assert first.encoded == 8  # blocks {0..3} and {4..7}
+    b = second.get(torch.tensor([9, 5, 3, 0]))
+    assert second.encoded == 10  # and {8, 9}
+    assert torch.equal(a, b[[3, 2, 1]])
+    assert torch.equal(first.get(torch.tensor([1, 9])), second.get(torch.tensor([1, 9])))
+    assert first.encoded == 10 and second.encoded == 10
 
 
 def test_reference_texts_are_encoded_once_per_run(tiny: Tiny) -> None:

@@ -63,3 +63,67 @@ def test_kill_at_each_final_task_write_then_resume_completes_identically(referen
     assert _results(out) == expected
     assert json.loads((run.path / "metrics.json").read_text())["complete"] is True
     assert not list(run.path.glob("*.tmp")) and not list(run.path.glob(".*.tmp")), "stale temporaries remain"
+
+
+def _reference_corpus(root: Path) -> tuple[Path, Path]:
+    """Six small PNGs and a caption file: ZSCL's reference data on the smoke benchmark."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "images" / f"{i}.png")
+    (root / "captions.txt").write_text("a red circle\na blue square\na small star\n")
+    return root / "images", root / "captions.txt"
+
+
+MIDTASK = {  # method -> its settings: a mid-task checkpoint every 3 steps
+    "finetune": ("--set", "train.checkpoint_every=3"),
+    "zscl": ("--set", "train.checkpoint_every=3", "--set", "zscl.ref_batch_size=4", "--set", "zscl.avg_freq=2"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(MIDTASK))
+def test_sigkill_after_a_midtask_checkpoint_resumes_at_the_next_step(method: str, tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
+    """SIGKILL while task 2 writes its second mid-task checkpoint (a half-written temporary left behind), then
+    ``--resume``: it continues after the first one (not at the task boundary), to byte-identical results.
+    (Every training method's step state: ``tests/methods/test_midtask_resume.py``.)"""
+    import clbench.store as store
+    from tests.cli_runner import invoke
+
+    args = ["run", "--methods", method, "--benchmark", "smoke", "--seeds", "0", "--set", "train.iterations=8",
+            "--set", "train.log_every=1", *MIDTASK[method]]
+    if method == "zscl":
+        images, captions = _reference_corpus(tmp_path / "reference")
+        args += ["--set", f"zscl.ref_images={images}", "--set", f"zscl.ref_texts={captions}"]
+    names: list[str] = []  # the uninterrupted run in this process, its writes in order
+
+    def logged(path: Path, data: bytes | str, write: object = store.write_atomic) -> None:
+        names.append(Path(path).name)
+        write(path, data)  # type: ignore[operator]
+
+    monkeypatch.setattr(store, "write_atomic", logged)
+    whole = invoke(capsys, *args, "--out", str(tmp_path / "whole"), "--quiet")
+    monkeypatch.undo()
+    assert whole.returncode == 0, whole.stderr
+    after_task_1 = names.index("checkpoint.pt")
+    second_step_write = [i for i, n in enumerate(names) if n == "checkpoint-step.pt" and i > after_task_1][1]
+
+    out = tmp_path / "killed"
+    killed = fault_injected(*args, "--out", str(out), "--quiet", kill_at=second_step_write + 1,
+                            writes_log=tmp_path / "k.txt")
+    assert killed.returncode == -9, killed.stderr
+    assert (tmp_path / "k.txt").read_text().split() == names[:second_step_write + 1]
+    (run,) = find_runs(out)
+    assert run.read_run()["completed_tasks"] == 1 and run.step_checkpoint_path.exists()
+    resumed = clbench(*args, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming task 2/3 at step 3/9" in resumed.stderr, resumed.stderr  # the first was after step 2
+    (expected,) = find_runs(tmp_path / "whole")
+    for name in ("matrix.csv", "log.jsonl"):
+        assert (run.path / name).read_bytes() == (expected.path / name).read_bytes(), name
+    assert run.read_run()["status"] == "complete" and not run.step_checkpoint_path.exists()
+    assert not list(run.path.glob(".*.tmp")), "stale temporaries remain"
