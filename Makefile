@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check clbench methods benchmarks tests perf
-	$(BIN)/python -m pytest -q -x --timeout=900
+	$(BIN)/python -m pytest -q -x --timeout=900 -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check clbench methods benchmarks tests perf

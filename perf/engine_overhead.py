@@ -28,7 +28,7 @@ from clbench.schedule import cosine_lr, set_lr
 
 def engine_steps(engine: Engine, method, ctx, task: TaskState, dataset, steps: int) -> float:  # noqa: ANN001
     start = time.perf_counter()
-    engine._train_task(method, ctx, task, dataset, 0, steps, seed=0)
+    engine._train_task(method, ctx, task, dataset, 0, steps, engine.train_cfg.lr, seed=0)
     return time.perf_counter() - start
 
 
