@@ -17,6 +17,7 @@ from clbench.registry import BENCHMARKS, METHODS
 from clbench.runner import config_layers, resolve
 from tests.cli_runner import invoke
 from tests.methods.conftest import Tiny, make_batch, make_task
+from tests.methods.interrupt import assert_resume_after_two_tasks_is_identical
 
 
 def reference_unify(deltas: list[dict[str, torch.Tensor]]
@@ -151,24 +152,7 @@ def test_run_trains_only_the_factors_checkpoints_only_them_and_resumes_identical
     assert start.keys() == ckpt["model"].keys()
     assert all(not torch.equal(ckpt["model"][n], start[n]) for n in start)  # every factor trained
 
-    calls = {"n": 0}
-    original = ConDULoRA.before_task
-
-    def cut(self: ConDULoRA, task: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        original(self, task)
-
-    monkeypatch.setattr(ConDULoRA, "before_task", cut)
-    try:
-        lora_engine(tmp_path / "cut").run()
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.undo()
-    resumed = lora_engine(tmp_path / "cut")
-    assert resumed.run_dir.read_run()["completed_tasks"] == 2
-    assert (resumed.run(resume=True).record.array() == reference).all()
+    assert_resume_after_two_tasks_is_identical(monkeypatch, ConDULoRA, lora_engine, tmp_path / "cut", reference)
 
 
 def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path, capsys) -> None:  # noqa: ANN001

@@ -20,6 +20,7 @@ from clbench.registry import BENCHMARKS, METHODS
 from clbench.runner import config_layers, resolve
 from tests.cli_runner import run_cli
 from tests.methods.conftest import Tiny
+from tests.methods.interrupt import assert_resume_after_two_tasks_is_identical
 
 
 def reference_attention(x: torch.Tensor, attn: nn.MultiheadAttention, prefix: torch.Tensor, weight: list[float],
@@ -187,24 +188,7 @@ def test_run_trains_only_the_task_prefixes_and_checkpoints_prefixes_and_statisti
     stat_bytes = sum(t.numel() * 4 for k in ("means", "covs") for t in stats[k])
     assert engine.run_dir.checkpoint_path.stat().st_size < 1.1 * (counts["added"] * 4 + stat_bytes) + 100_000
 
-    original = DIKI.before_task
-    calls = {"n": 0}
-
-    def cut(self: DIKI, task: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        original(self, task)
-
-    monkeypatch.setattr(DIKI, "before_task", cut)
-    try:
-        diki_engine(tmp_path / "cut").run()
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.undo()
-    resumed = diki_engine(tmp_path / "cut")
-    assert resumed.run_dir.read_run()["completed_tasks"] == 2
-    assert (resumed.run(resume=True).record.array() == reference).all()
+    assert_resume_after_two_tasks_is_identical(monkeypatch, DIKI, diki_engine, tmp_path / "cut", reference)
 
 
 def test_a_stream_longer_than_the_prefix_pool_is_refused(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from clbench.registry import BENCHMARKS, METHODS
 from clbench.runner import config_layers, resolve
 from tests.cli_runner import run_cli
 from tests.methods.conftest import Tiny, make_task
+from tests.methods.interrupt import assert_resume_after_two_tasks_is_identical
 
 
 def test_noisy_top_k_gating_matches_the_reference_formula() -> None:
@@ -185,27 +186,7 @@ def test_run_trains_only_the_adapters_and_checkpoints_only_them(tmp_path: Path, 
     ae_bytes = sum(t.numel() * 4 for sd in ckpt["method"]["autoencoders"] for t in sd.values())
     assert ckpt_bytes < 1.1 * (counts["added"] * 4 + ae_bytes) + 100_000  # not the 1.6M-parameter backbone
 
-    def stop(self: MoEAdapters, task: object) -> None:
-        raise KeyboardInterrupt
-
-    original = MoEAdapters.before_task
-    calls = {"n": 0}
-
-    def cut(self: MoEAdapters, task: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            stop(self, task)
-        original(self, task)
-
-    monkeypatch.setattr(MoEAdapters, "before_task", cut)
-    try:
-        moe_engine(tmp_path / "cut").run()
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.undo()
-    resumed = moe_engine(tmp_path / "cut")
-    assert resumed.run_dir.read_run()["completed_tasks"] == 2
-    assert (resumed.run(resume=True).record.array() == reference).all()
+    assert_resume_after_two_tasks_is_identical(monkeypatch, MoEAdapters, moe_engine, tmp_path / "cut", reference)
 
 
 def test_a_model_it_cannot_patch_fails_before_training(tmp_path: Path) -> None:
