@@ -91,13 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-report", dest="report", action="store_false", help="skip the closing report")
     sw.add_argument("--logger", type=_split, default=None, metavar="NAMES",
                     help="also log steps and accuracies to csv,tensorboard,wandb in every run (results-neutral)")
-    from clbench.sweep import OPTIONS
+    sw.add_argument("--synth-shards", type=int, default=1, metavar="N",
+                    help="synthetic data (GIFT) the runs need and the cache lacks: N generation jobs first on the "
+                         "same executor (default 1; 0: each run makes its own)")
+    from clbench.executors.options import add_option_flags
 
-    for executor, keys in OPTIONS.items():
-        for key, tp in keys.items():
-            kwargs: dict[str, Any] = ({"action": "append"} if tp is list else {"type": tp})
-            sw.add_argument(f"--{executor}.{key}", dest=f"opt_{executor}__{key}", default=None, metavar=key.upper(), **kwargs,
-                            help=f"{executor} executor: {key}" + (" (repeatable)" if tp is list else ""))
+    add_option_flags(sw)
     sw.set_defaults(func=cmd_sweep)
 
     st = sub.add_parser("status", help="one line per run of a results folder: done / running / failed / pending")
@@ -132,16 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from clbench.executors.options import cli_options
     from clbench.sweep import sweep
 
-    options: dict[str, dict[str, Any]] = {}
-    for dest, value in vars(args).items():
-        if dest.startswith("opt_") and value is not None:
-            executor, key = dest[4:].split("__", 1)
-            options.setdefault(executor, {})[key] = value
+    options = cli_options(args)
     return sweep(args.suite, executor=args.executor, jobs=args.jobs, dry_run=args.dry_run, resume=args.resume,
                  out=args.out, device=args.device, cli_options=options, quiet=args.quiet, report=args.report,
-                 loggers=args.logger)
+                 loggers=args.logger, synth_shards=args.synth_shards)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

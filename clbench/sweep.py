@@ -2,13 +2,14 @@
 
 Expands the suite's grid (identical cells collapse on the run store's config hash), skips complete runs, resumes
 incomplete ones, hands the rest to an executor (which only decides where runs happen) and ends with the
-report (``clbench report OUT --published``). Failed cells are listed and never stop the others.
+report (``clbench report OUT --published``). Failed cells are listed and never stop the others. When runs need
+synthetic data (GIFT) that the cache lacks, ``--synth-shards`` generation jobs go first on the same executor
+(:mod:`clbench.synth.jobs`), so the runs find their images instead of each making them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -20,16 +21,10 @@ import yaml
 from clbench.errors import UserError
 from clbench.executors import EXECUTORS, REMOTE, make_executor
 from clbench.executors.job import FAILED_FILE, CellJob
+from clbench.executors.options import merge_options
 from clbench.store import config_hash, find_runs, write_json
 from clbench.suite import Cell, Suite, load_suite
 
-#: Executor options: name -> type. Settable in ~/.config/clbench/executors.yaml, the suite, or --<executor>.<key>.
-OPTIONS: dict[str, dict[str, type]] = {
-    "slurm": {"partition": str, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": float, "timeout_min": int,
-              "account": str, "qos": str, "constraint": str, "setup": list},
-    "ray": {"address": str, "num_cpus": float, "num_gpus": float, "max_retries": int},
-    "local": {},
-}
 PLAN_DIR = ".sweeps"
 
 
@@ -42,42 +37,6 @@ class CellState:
     wall_time_s: float | None = None  # of this run so far (resume/done)
     estimate_s: float | None = None  # remaining cost, from this run or a sibling seed's complete run
     estimate_from: str = ""
-
-
-def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "clbench" / "executors.yaml"
-
-
-def merge_options(executor: str, suite: Suite, cli: dict[str, Any]) -> dict[str, Any]:
-    """User config file < suite ``executor:`` section < command line; unknown keys are one-line errors."""
-    from clbench.config import load_yaml_file
-
-    layers: list[tuple[str, dict[str, Any]]] = []
-    path = user_config_path()
-    if path.is_file():
-        layers.append((str(path), (load_yaml_file(path).get(executor) or {})))
-    layers.append((f"suite {suite.source}", suite.executor.get(executor) or {}))
-    layers.append(("the command line", {k: v for k, v in cli.items() if v is not None}))
-    valid = OPTIONS[executor]
-    merged: dict[str, Any] = {}
-    for origin, layer in layers:
-        if not isinstance(layer, dict):
-            raise UserError(f"{origin}: the {executor} section must be a mapping")
-        for key, value in layer.items():
-            if key not in valid:
-                raise UserError(f"unknown {executor} option {key!r} in {origin}; valid: {', '.join(valid) or '(none)'}")
-            merged[key] = _coerce_option(executor, key, value, valid[key], origin)
-    return merged
-
-
-def _coerce_option(executor: str, key: str, value: Any, tp: type, origin: str) -> Any:
-    if tp is list:
-        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    try:
-        return tp(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{executor}.{key} in {origin} expects {tp.__name__}, got {value!r}") from None
 
 
 def plan_cells(suite: Suite, out: Path) -> list[CellState]:
@@ -173,14 +132,17 @@ def write_plan(out: Path, suite: Suite, executor: str) -> Path:
 
 def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool = False, resume: bool = False,
           out: str = "results", device: str = "auto", cli_options: dict[str, dict[str, Any]] | None = None,
-          quiet: bool = False, report: bool = True, loggers: list[str] | None = None) -> int:
+          quiet: bool = False, report: bool = True, loggers: list[str] | None = None, synth_shards: int = 1) -> int:
     """Validate everything, run what is missing, write the report; exit code 1 when a cell failed.
 
-    ``loggers`` (``--logger``) replaces ``train.loggers`` in every cell (results-neutral: same run folders)."""
+    ``loggers`` (``--logger``) replaces ``train.loggers`` in every cell (results-neutral: same run folders).
+    ``synth_shards``: generation jobs per synthetic plan the runs need and the cache lacks (0: the runs make it)."""
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if synth_shards < 0:
+        raise UserError(f"--synth-shards must be 0 (runs generate their own) or more, got {synth_shards}")
     suite = load_suite(suite_name)
     if loggers is not None:
         from dataclasses import replace
@@ -193,29 +155,49 @@ def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool
     if executor in REMOTE and not Path(out).is_absolute():
         raise UserError(f"--out {out!r} is relative: with --executor {executor} runs happen on other machines, so "
                         "give an absolute path on a filesystem every node can write (e.g. /shared/results)")
-    options = merge_options(executor, suite, (cli_options or {}).get(executor, {}))
+    options = merge_options(executor, (cli_options or {}).get(executor, {}),
+                            (f"suite {suite.source}", suite.executor.get(executor) or {}))
     root = Path(out)
     states = plan_cells(suite, root)
+    todo = [s for s in states if s.state != "done"]
+    synth_jobs = []
+    if synth_shards and todo:
+        from clbench.synth.jobs import sweep_shard_jobs
+
+        synth_jobs = sweep_shard_jobs([s.cell.config for s in todo], synth_shards, device)
     if dry_run:
         print(f"suite {suite.name}: {len(suite.cells)} runs"
               + (f" ({suite.duplicates} duplicate cells collapsed)" if suite.duplicates else "")
               + f", executor {executor}" + (f" {options}" if options else ""))
+        for plan_dir in dict.fromkeys(j.cache_dir for j in synth_jobs):
+            shards = [j for j in synth_jobs if j.cache_dir == plan_dir]
+            print(f"first: synthetic data of {shards[0].config.benchmark} in {len(shards)} shard job(s) -> {plan_dir}")
         print("\n".join(dry_run_lines(states, root)))
         return 0
     unfinished = [s for s in states if s.state in ("resume", "failed") and s.total]
     if unfinished and not resume:
         raise UserError(f"{len(unfinished)} run(s) of this suite are incomplete (e.g. {unfinished[0].cell.run_dir(root).path}); "
                         "pass --resume to continue them")
+    if executor in REMOTE:
+        for j in synth_jobs:
+            if not Path(j.cache_dir).is_absolute():
+                raise UserError(f"the synthetic cache {j.cache_dir} is relative: with --executor {executor} runs "
+                                "happen on other machines, so set $CLBENCH_SYNTH_CACHE (or synth_cache) to an "
+                                "absolute path every node can read")
     runner = make_executor(executor, options, root, jobs, quiet)  # fails (one line) before anything is written
-    todo = [s for s in states if s.state != "done"]
     say = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     say(f"suite {suite.name}: {len(todo)} of {len(states)} runs to do on {executor}"
-        f" ({len(states) - len(todo)} already complete)")
+        f" ({len(states) - len(todo)} already complete)"
+        + (f", after {len(synth_jobs)} synthetic-data shard job(s)" if synth_jobs else ""))
     write_plan(root, suite, executor)
     cell_jobs = [CellJob(config=s.cell.config, out=str(root), device=device, resume=True,
                          threads=options.get("cpus_per_task")) for s in todo]
     t0 = time.time()
-    outcomes = runner.submit(cell_jobs) if cell_jobs else []
+    outcomes = runner.submit(cell_jobs, first=synth_jobs) if cell_jobs else []
+    for o in outcomes[:len(synth_jobs)]:
+        if o.status != "complete":
+            print(f"WARNING {o.label} failed: {o.error}; the runs make the images it left out", file=sys.stderr)
+    outcomes = outcomes[len(synth_jobs):]
     failed = [o for o in outcomes if o.status == "failed"]
     say(f"{len(outcomes) - len(failed)} runs finished, {len(failed)} failed, "
         f"{len(states) - len(todo)} skipped (complete) in {time.time() - t0:.1f}s on {executor}")

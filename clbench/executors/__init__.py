@@ -1,18 +1,21 @@
 """Executors decide WHERE a sweep's runs happen, never what they compute.
 
-Each is a thin adapter over an existing engine with one interface, ``submit(jobs) -> outcomes`` (one
-:class:`~clbench.executors.job.CellOutcome` per :class:`~clbench.executors.job.CellJob`, in order): ``local``
-(a process pool, as ``clbench run --jobs``), ``slurm`` (submitit job arrays) and ``ray`` (tasks on a Ray
-cluster). Every job runs :func:`~clbench.executors.job.run_cell`, which resumes from the run store.
+Each is a thin adapter over an existing engine with one interface, ``submit(jobs, first) -> outcomes`` (one
+:class:`~clbench.executors.job.CellOutcome` per :class:`~clbench.executors.job.Job` of ``first`` then ``jobs``,
+in order): ``local`` (a process pool, as ``clbench run --jobs``), ``slurm`` (submitit job arrays) and ``ray``
+(tasks on a Ray cluster). ``first`` (e.g. GIFT's synthetic-data shards) ends before any of ``jobs`` starts: a
+SLURM dependency (``afterany``: a failed shard leaves its images to the runs, which make what the cache lacks),
+Ray and local in order. A cell job resumes from the run store (:func:`~clbench.executors.job.run_cell`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from clbench.errors import UserError
-from clbench.executors.job import CellJob, CellOutcome
+from clbench.executors.job import CellOutcome, Job
 
 EXECUTORS = ("local", "slurm", "ray")
 REMOTE = ("slurm", "ray")
@@ -21,8 +24,8 @@ REMOTE = ("slurm", "ray")
 class Executor(Protocol):
     name: str
 
-    def submit(self, jobs: list[CellJob]) -> list[CellOutcome]:
-        """Run every job (resuming what the store holds) and return one outcome per job, in order."""
+    def submit(self, jobs: Sequence[Job], first: Sequence[Job] = ()) -> list[CellOutcome]:
+        """Run every job of ``first``, then every job of ``jobs``; one outcome per job, ``first``'s first."""
         ...
 
 

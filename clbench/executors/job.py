@@ -1,4 +1,5 @@
-"""What every executor runs: one cell of a sweep, resumed from the run store, its failure recorded, not raised.
+"""What every executor runs: a :class:`Job` — one cell of a sweep (resumed from the run store, its failure
+recorded, not raised) or one shard of synthetic-data generation (:mod:`clbench.synth.jobs`).
 
 A failed cell never takes the others down: the exception becomes a :class:`CellOutcome` with its last line,
 and ``failed.json`` in the run folder keeps the traceback for ``clbench status``.
@@ -13,12 +14,36 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clbench.config import ResolvedConfig
 from clbench.store import RunDir, config_hash, write_json
 
 FAILED_FILE = "failed.json"
+
+
+class Job(Protocol):
+    """What an executor schedules: a picklable frozen dataclass with these fields (executors ``replace`` them)
+    and a ``run`` that never raises (a failure is an outcome)."""
+
+    quiet: bool
+    threads: int | None
+    resume: bool
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def record_dir(self) -> str:
+        """Where the job's results live (a run folder; a synthetic-data cache folder)."""
+        ...
+
+    def run(self, benchmark_cache: dict[Any, Any] | None = None) -> CellOutcome: ...
+
+
+def run_job(job: Job) -> CellOutcome:
+    """Module-level entry point for process pools and cluster workers."""
+    return job.run()
 
 
 @dataclass(frozen=True)
@@ -40,6 +65,13 @@ class CellJob:
     @property
     def label(self) -> str:
         return f"{self.config.benchmark}/{self.config.method}/seed{self.config.seed}"
+
+    @property
+    def record_dir(self) -> str:
+        return str(self.run_dir.path)
+
+    def run(self, benchmark_cache: dict[Any, Any] | None = None) -> CellOutcome:
+        return run_cell(self, benchmark_cache)
 
 
 @dataclass(frozen=True)

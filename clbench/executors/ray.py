@@ -1,6 +1,7 @@
 """``--executor ray``: one Ray task per cell on an existing cluster (``ray.init(address=...)``).
 
-A task asks for one GPU when the cluster has GPUs, else ``num_cpus`` CPUs. When a worker dies mid-run Ray
+Jobs that must end first (synthetic-data shards) are submitted and awaited before the cells. A task asks for
+one GPU when the cluster has GPUs, else ``num_cpus`` CPUs. When a worker dies mid-run Ray
 retries the task (``max_retries``); every attempt resumes from the run store, so a retry continues after the last
 completed task and yields the same matrix. Results go to ``--out``, which every worker must be able to write:
 an absolute path on a shared filesystem (checked before anything is submitted).
@@ -8,19 +9,20 @@ an absolute path on a shared filesystem (checked before anything is submitted).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from clbench.errors import UserError
 from clbench.executors import require_extra
-from clbench.executors.job import CellJob, CellOutcome, run_cell
+from clbench.executors.job import CellOutcome, Job
 
 
-def _ray_cell(job: CellJob) -> CellOutcome:
-    """The Ray task: one cell, resumed from the store on every attempt. The worker process stays for the next
-    cell (warm imports), so the cell's cached GPU memory is handed back first."""
+def _ray_cell(job: Job) -> CellOutcome:
+    """The Ray task: one job (a cell, resumed from the store on every attempt). The worker process stays for
+    the next job (warm imports), so the job's cached GPU memory is handed back first."""
     try:
-        return run_cell(job)
+        return job.run()
     finally:
         import gc
 
@@ -93,24 +95,26 @@ class RayExecutor:
             gpus = 1.0 if self.ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         return {"num_cpus": self.num_cpus, "num_gpus": float(gpus)}
 
-    def submit(self, jobs: list[CellJob]) -> list[CellOutcome]:
+    def submit(self, jobs: Sequence[Job], first: Sequence[Job] = ()) -> list[CellOutcome]:
         ray = self.ray
         res = self.resources()
         # max_calls=0: a worker runs cell after cell (Ray's default for GPU tasks is 1, a fresh worker per cell
         # that imports torch and open_clip again: seconds to tens of seconds per job)
         # (max_calls is only accepted by ray.remote, not by .options())
         task = ray.remote(max_calls=0, max_retries=self.max_retries, retry_exceptions=False, **res)(_ray_cell)
-        # progress goes to the workers' logs (<ray temp dir>/session_latest/logs/worker-*.err)
-        jobs = [replace(j, resume=True, quiet=False, threads=j.threads or max(1, int(self.num_cpus))) for j in jobs]
-        refs = [task.remote(j) for j in jobs]
         outcomes = []
-        for job, ref in zip(jobs, refs, strict=True):
-            try:
-                outcomes.append(ray.get(ref))
-            except Exception as exc:  # noqa: BLE001 - the worker died more than max_retries times
-                last = (str(exc).strip().splitlines() or [""])[0][:300]
-                outcomes.append(CellOutcome(job.label, str(job.run_dir.path), "failed",
-                                            error=f"Ray task failed after {self.max_retries} retries: "
-                                                  f"{type(exc).__name__}: {last}"))
+        for group in (first, jobs):  # first ends before jobs start
+            # progress goes to the workers' logs (<ray temp dir>/session_latest/logs/worker-*.err)
+            group = [replace(j, resume=True, quiet=False, threads=j.threads or max(1, int(self.num_cpus)))
+                     for j in group]
+            refs = [task.remote(j) for j in group]
+            for job, ref in zip(group, refs, strict=True):
+                try:
+                    outcomes.append(ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - the worker died more than max_retries times
+                    last = (str(exc).strip().splitlines() or [""])[0][:300]
+                    outcomes.append(CellOutcome(job.label, job.record_dir, "failed",
+                                                error=f"Ray task failed after {self.max_retries} retries: "
+                                                      f"{type(exc).__name__}: {last}"))
         ray.shutdown()
         return outcomes

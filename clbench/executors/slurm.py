@@ -1,6 +1,8 @@
 """``--executor slurm``: one SLURM job array through submitit, requeued and resumed on pre-emption or timeout.
 
-Each array task runs one cell (:func:`~clbench.executors.job.run_cell`). On pre-emption or at the time limit
+Each array task runs one job (a cell: :func:`~clbench.executors.job.run_cell`). Jobs that must end first
+(synthetic-data shards) form their own array, and the cells' array waits for it (``--dependency=afterany``):
+both are queued at once. On pre-emption or at the time limit
 SLURM signals the job; submitit then calls :meth:`CellTask.checkpoint`, which resubmits the same cell with
 ``resume=True``, and requeues it: the requeued job continues from the run store's last checkpoint (the end of
 the last completed task) and yields the same matrix as an uninterrupted run.
@@ -9,13 +11,14 @@ the last completed task) and yields the same matrix as an uninterrupted run.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from clbench.errors import UserError
 from clbench.executors import require_extra
-from clbench.executors.job import CellJob, CellOutcome, run_cell
+from clbench.executors.job import CellOutcome, Job
 
 submitit: Any = None
 
@@ -28,13 +31,13 @@ def _submitit() -> Any:
 
 
 class CellTask:
-    """Runs one cell; submitit's checkpoint protocol (``checkpoint`` returning a DelayedSubmission, as
-    ``submitit.helpers.Checkpointable``) requeues it resuming from the run store."""
+    """Runs one job; submitit's checkpoint protocol (``checkpoint`` returning a DelayedSubmission, as
+    ``submitit.helpers.Checkpointable``) requeues it resuming from the run store (or the synthetic cache)."""
 
-    def __call__(self, job: CellJob) -> CellOutcome:
-        return run_cell(job)
+    def __call__(self, job: Job) -> CellOutcome:
+        return job.run()
 
-    def checkpoint(self, job: CellJob) -> Any:
+    def checkpoint(self, job: Job) -> Any:
         return _submitit().helpers.DelayedSubmission(CellTask(), replace(job, resume=True))
 
 
@@ -65,21 +68,28 @@ class SlurmExecutor:
             params["setup"] = list(o["setup"])
         return params
 
-    def submit(self, jobs: list[CellJob]) -> list[CellOutcome]:
+    def submit(self, jobs: Sequence[Job], first: Sequence[Job] = ()) -> list[CellOutcome]:
         sub = _submitit()
-        executor = sub.SlurmExecutor(folder=str(self.folder / "%j"))
-        executor.update_parameters(**self.parameters())
-        task = CellTask()
+        threads = int(self.options.get("cpus_per_task", 1))
         # progress goes to the job logs (.submitit/<job id>/*_log.err), where a requeue shows up too
-        jobs = [replace(j, quiet=False, threads=j.threads or int(self.options.get("cpus_per_task", 1))) for j in jobs]
-        with executor.batch():  # one sbatch call: a job array of len(jobs) tasks
-            futures = [executor.submit(task, j) for j in jobs]
+        first, jobs = ([replace(j, quiet=False, threads=j.threads or threads) for j in group] for group in (first, jobs))
+        submitted = []
+        dependency = None
+        for group in (first, jobs):
+            if not group:
+                continue
+            executor = sub.SlurmExecutor(folder=str(self.folder / "%j"))
+            executor.update_parameters(**self.parameters(), **({"dependency": dependency} if dependency else {}))
+            with executor.batch():  # one sbatch call: a job array of len(group) tasks
+                futures = [executor.submit(CellTask(), j) for j in group]
+            submitted += zip(group, futures, strict=True)
+            dependency = f"afterany:{futures[0].job_id.split('_')[0]}"  # the whole array, failed tasks included
         outcomes = []
-        for job, future in zip(jobs, futures, strict=True):
+        for job, future in submitted:
             try:
                 outcomes.append(future.result())
             except Exception as exc:  # noqa: BLE001 - the SLURM job died (killed, node failure, OOM)
                 last = (str(exc).strip().splitlines() or [""])[-1][:300]
-                outcomes.append(CellOutcome(job.label, str(job.run_dir.path), "failed",
+                outcomes.append(CellOutcome(job.label, job.record_dir, "failed",
                                             error=f"SLURM job {future.job_id} failed: {type(exc).__name__}: {last}"))
         return outcomes

@@ -3,12 +3,14 @@
 It resolves the same configuration as ``clbench run`` (benchmark YAML < ``--config`` < ``--set``, the method's
 ``synth_*`` keys, then the flags here), so the images it makes are exactly the ones the run will look up.
 ``--shard i/n`` lets n processes or GPUs split the work without overlap; the last one to finish writes the
-manifest. Interrupted runs resume where they stopped.
+manifest. ``--executor local|slurm|ray --shards n`` submits the n shards as jobs of that executor (a SLURM job
+array, Ray tasks, local processes) and waits for them. Interrupted runs resume where they stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from clbench.errors import UserError
@@ -40,71 +42,66 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--allow-download", action="store_true", default=None, help="let diffusers fetch the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", help="submit --shards jobs to local | slurm | ray instead of generating here")
+    p.add_argument("--shards", type=int, default=1, help="with --executor: jobs that split the work (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="--executor local: shards at once (default 1)")
+    from clbench.executors.options import add_option_flags
+
+    add_option_flags(p)
     p.set_defaults(func=main)
 
 
-def _image_size(model_name: str) -> int | None:
-    """The model's input resolution from its open_clip config (no weights needed); None when unknown."""
-    import open_clip
-
-    from clbench.models import register_model_configs
-
-    register_model_configs()
-    cfg = open_clip.get_model_config(model_name)
-    if not cfg:
-        return None
-    size = cfg["vision_cfg"]["image_size"]
-    return int(size[0] if isinstance(size, (list, tuple)) else size)
-
-
-def _identity(image: Any) -> Any:
-    return image
-
-
 def main(args: argparse.Namespace) -> int:
-    from clbench.benchmark import Transforms
-    from clbench.registry import BENCHMARKS
     from clbench.runner import config_layers, resolve
-    from clbench.synth.cache import SyntheticCache, parse_shard
-    from clbench.synthetic_data import backend_for, generation_batch, make_generator, options_from, plan_for
+    from clbench.synth.cache import parse_shard
+    from clbench.synth.jobs import generate_shard, prepare, shard_jobs
+    from clbench.synthetic_data import backend_for
 
     try:
         shard = parse_shard(args.shard)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if args.executor is None and (args.shards != 1 or args.jobs != 1):
+        raise UserError("--shards and --jobs go with --executor local|slurm|ray (one process: --shard i/n)")
+    if args.executor is not None and args.shard != "0/1":
+        raise UserError("--shard i/n is one process's part; with --executor give --shards n")
+    if args.shards < 1 or args.jobs < 1:
+        raise UserError(f"--shards and --jobs must be at least 1, got {args.shards} and {args.jobs}")
     layers = config_layers(args.benchmark, [args.method], args.config, args.overrides)
     cfg = resolve(args.benchmark, args.method, 0, layers, model=args.model)
-    options = options_from(cfg.method_config, backend=args.backend, model=args.gen_model, steps=args.steps,
-                           guidance=args.guidance, size=args.size, images_per_task=args.images_per_task,
-                           seed=args.seed, generation_batch=args.batch_size, cache=args.cache,
-                           image_format=args.format, allow_download=args.allow_download, compile=args.compile,
-                           progress=not args.quiet)
-    size = _image_size(cfg.model.name)
-    # the data are never read here: the benchmark is built for its task list only
-    transforms = Transforms(train=_identity, eval=_identity, image_size=size or 224,
-                            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    bench = BENCHMARKS.get(args.benchmark).build(cfg.benchmark_options, transforms)
-    backend = backend_for(options, bench)
-    if backend == "procedural" and size is None:
-        raise UserError(f"cannot read the image size of model {cfg.model.name} without loading it; pass --model")
-    plan = plan_for(bench, options)
-    generator = make_generator(options, bench, size or 224, args.device)
-    cache = SyntheticCache(generator.config(), options.cache, options.image_format)
-    n = len(plan.flat())
-    print(f"{bench.name}: {len(plan.tasks)} tasks x {options.images_per_task} images, backend {backend}, "
-          f"cache {cache.dir}")
-    try:
-        report = cache.generate(plan, lambda: generator, batch_size=generation_batch(options, generator), shard=shard,
-                                progress=options.progress, desc=f"synth {bench.name} {shard[0]}/{shard[1]}")
-    finally:
-        close = getattr(generator, "close", None)
-        if callable(close):
-            close()
-    print(report.line())
-    if cache.missing(plan, validate=False):
-        print(f"manifest not written yet: other shards still have images to make (of {n})")
+    overrides = {k: v for k, v in dict(
+        backend=args.backend, model=args.gen_model, steps=args.steps, guidance=args.guidance, size=args.size,
+        images_per_task=args.images_per_task, seed=args.seed, generation_batch=args.batch_size, cache=args.cache,
+        image_format=args.format, allow_download=args.allow_download, compile=args.compile,
+        progress=False if args.quiet else None).items() if v is not None}
+    if args.executor is not None:
+        from clbench.executors import EXECUTORS, REMOTE, make_executor
+        from clbench.executors.options import cli_options, merge_options
+
+        if args.executor not in EXECUTORS:
+            raise UserError(f"unknown executor {args.executor!r}; valid: {', '.join(EXECUTORS)}")
+        gen = prepare(cfg, {**overrides, "progress": False}, args.device)
+        if args.executor in REMOTE and not gen.cache.root.is_absolute():
+            raise UserError(f"the synthetic cache {gen.cache.root} is relative: with --executor {args.executor} "
+                            "shards run on other machines, so give --cache an absolute path every node can write")
+        options = merge_options(args.executor, cli_options(args).get(args.executor, {}))
+        jobs = shard_jobs(cfg, args.shards, overrides, args.device, gen=gen)
+        print(f"{gen.bench.name}: {len(gen.plan.tasks)} tasks x {gen.options.images_per_task} images, cache "
+              f"{gen.cache.dir}: " + (f"{len(jobs)} shard jobs on {args.executor}" if jobs else "complete already"))
+        if not jobs:
+            return 0
+        runner = make_executor(args.executor, options, gen.cache.root, args.jobs, args.quiet)
+        failed = [o for o in runner.submit(jobs) if o.status != "complete"]
+        for o in failed:
+            print(f"FAILED {o.label}: {o.error}", file=sys.stderr)
+        if failed or gen.cache.read_manifest(gen.plan) is None:
+            print(f"{len(failed)} of {len(jobs)} shards failed; run the same command again to make what is missing",
+                  file=sys.stderr)
+            return 1
+        print(f"manifest {gen.manifest}")
         return 0
-    path = cache.write_manifest(plan)
-    manifest = cache.read_manifest(plan) or {}
-    print(f"manifest {path}: {manifest.get('num_images', 0)} images, {manifest.get('num_dropped', 0)} dropped")
+    gen = prepare(cfg, overrides, args.device)
+    print(f"{gen.bench.name}: {len(gen.plan.tasks)} tasks x {gen.options.images_per_task} images, backend "
+          f"{backend_for(gen.options, gen.bench)}, cache {gen.cache.dir}")
+    generate_shard(gen, shard)
     return 0

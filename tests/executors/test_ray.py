@@ -60,3 +60,38 @@ def test_unreachable_ray_address_is_one_line(capsys, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+SYNTH_SUITE = """
+methods: [gift]
+benchmarks: [smoke]
+seeds: [0, 1]
+config:
+  train: {iterations: 4, warmup: 1}
+  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16}}
+"""
+
+
+@pytest.mark.slow
+def test_ray_synth_shards_end_before_the_runs_that_need_them(tmp_path, netns, capsys, monkeypatch):
+    """Two generation tasks, then the two GIFT runs, which find every image made (they generate none); the
+    matrices equal a local sweep's whose runs generated themselves."""
+    import os
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SYNTH_SUITE)
+    env = {**os.environ, "CLBENCH_SYNTH_CACHE": str(tmp_path / "cache")}
+    res = subprocess.run(["unshare", "-n", sys.executable, str(HELPER), "exec", "--", sys.executable, "-m",
+                          "clbench.cli", "sweep", str(suite), "--executor", "ray", "--synth-shards", "2", "--out",
+                          str(tmp_path / "ray"), "--no-report"], capture_output=True, text=True, cwd=REPO, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "after 2 synthetic-data shard job(s)" in res.stderr, res.stderr
+    runs = sorted((tmp_path / "ray").rglob("run.json"))
+    assert len(runs) == 2
+    assert all(json.loads(p.read_text())["cost"]["phases"]["generation"]["images"] == 0 for p in runs)
+    monkeypatch.setenv("CLBENCH_SYNTH_CACHE", str(tmp_path / "cache0"))
+    local = invoke(capsys, "sweep", str(suite), "--out", str(tmp_path / "local"), "--synth-shards", "0", "--quiet",
+                   "--no-report")
+    assert local.returncode == 0, local.stderr
+    assert matrices(tmp_path / "ray") == matrices(tmp_path / "local")

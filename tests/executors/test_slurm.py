@@ -96,3 +96,56 @@ def test_no_sbatch_is_one_line(tmp_path, monkeypatch):
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "needs sbatch on PATH" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+SYNTH_SUITE = """
+methods: [gift]
+benchmarks: [smoke]
+seeds: [0]
+config:
+  train: {iterations: 4, warmup: 1}
+  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16}}
+executor: {slurm: {cpus_per_task: 1, mem_gb: 2, timeout_min: 10}}
+"""
+
+
+@pytest.mark.slow
+def test_slurm_synth_array_runs_before_the_cells_that_need_it(tmp_path, slurm_cluster):
+    """GIFT's synthetic data as a job array of 2 shards; the cells' array waits for it (afterany dependency),
+    the run finds every image made, and its matrix equals a local sweep's that generated in the run."""
+    import os
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SYNTH_SUITE)
+    env = {**os.environ, "CLBENCH_SYNTH_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "slurm"
+    res = subprocess.run([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--executor", "slurm",
+                          "--synth-shards", "2", "--out", str(out), "--quiet", "--no-report"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    scripts = {p.parent.name: p.read_text() for p in (out / ".submitit").rglob("*_submission.sh")}
+    synth = [j for j, text in scripts.items() if "#SBATCH --array=0-1" in text]
+    cells = [j for j, text in scripts.items() if "--dependency=afterany:" in text]
+    assert len(synth) == 1 and len(cells) == 1, scripts
+    synth_id = synth[0].split("_")[0]
+    assert f"#SBATCH --dependency=afterany:{synth_id}" in scripts[cells[0]]
+
+    def times(job: str) -> list[tuple[float, float]]:
+        from datetime import datetime
+
+        rows = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "Start,End"], capture_output=True,
+                              text=True, check=True, timeout=30).stdout.split()
+        return [tuple(datetime.fromisoformat(t).timestamp() for t in row.split("|")) for row in rows]
+
+    synth_end = max(end for _, end in times(synth_id))
+    cell_start = min(start for start, _ in times(cells[0].split("_")[0]))
+    assert len(times(synth_id)) == 2 and cell_start >= synth_end
+    (run,) = [p for p in out.rglob("run.json") if ".submitit" not in p.parts]
+    assert json.loads(run.read_text())["cost"]["phases"]["generation"]["images"] == 0  # all made by the shards
+
+    env["CLBENCH_SYNTH_CACHE"] = str(tmp_path / "cache0")
+    ref = subprocess.run([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--synth-shards", "0", "--out",
+                          str(tmp_path / "local"), "--quiet", "--no-report"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    assert matrices(out) == matrices(tmp_path / "local") and len(matrices(out)) == 1
