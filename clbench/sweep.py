@@ -160,11 +160,13 @@ def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool
     root = Path(out)
     states = plan_cells(suite, root)
     todo = [s for s in states if s.state != "done"]
-    synth_jobs = []
+    synth_jobs, synth_notes = [], []
     if synth_shards and todo:
         from clbench.synth.jobs import sweep_shard_jobs
 
-        synth_jobs = sweep_shard_jobs([s.cell.config for s in todo], synth_shards, device)
+        synth_jobs, synth_notes = sweep_shard_jobs([s.cell.config for s in todo], synth_shards, device)
+    for note in synth_notes:
+        print(f"note: {note}", file=sys.stderr)
     if dry_run:
         print(f"suite {suite.name}: {len(suite.cells)} runs"
               + (f" ({suite.duplicates} duplicate cells collapsed)" if suite.duplicates else "")

@@ -159,10 +159,16 @@ def needs_synthetic_data(config: ResolvedConfig) -> bool:
     return "synthetic_data" in getattr(METHODS.get(config.method), "services", ())
 
 
-def sweep_shard_jobs(configs: Iterable[ResolvedConfig], shards: int, device: str = "auto") -> list[SynthShardJob]:
+def sweep_shard_jobs(configs: Iterable[ResolvedConfig], shards: int,
+                     device: str = "auto") -> tuple[list[SynthShardJob], list[str]]:
     """The generation jobs of a sweep's runs: ``shards`` per distinct plan that some run needs and the cache
-    lacks (runs that differ only in seed or training keys share one plan, prepared once)."""
+    lacks (runs that differ only in seed or training keys share one plan, prepared once); and one note per
+    benchmark whose plan cannot be made here (e.g. its data live only on the compute nodes): its runs then
+    generate their images themselves, as without this phase."""
+    from clbench.errors import UserError
+
     jobs: list[SynthShardJob] = []
+    notes: list[str] = []
     prepared: set[tuple[str, ...]] = set()
     plans: set[Path] = set()
     for config in configs:
@@ -170,8 +176,12 @@ def sweep_shard_jobs(configs: Iterable[ResolvedConfig], shards: int, device: str
         if key in prepared or not needs_synthetic_data(config):
             continue
         prepared.add(key)
-        gen = prepare(config, {"progress": False}, device)
+        try:
+            gen = prepare(config, {"progress": False}, device)
+        except UserError as exc:
+            notes.append(f"synthetic data of {config.benchmark} not planned here ({exc}); its runs make it")
+            continue
         if gen.manifest not in plans:  # e.g. GIFT configs that differ in a loss weight only
             plans.add(gen.manifest)
             jobs += shard_jobs(config, shards, device=device, gen=gen)
-    return jobs
+    return jobs, notes

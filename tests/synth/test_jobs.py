@@ -90,3 +90,15 @@ def test_sweep_generates_before_its_runs_which_then_generate_nothing(tmp_path, c
     rows0 = {str(p.parent.relative_to(tmp_path / "r0")): json.loads(p.read_text())["rows"]
              for p in (tmp_path / "r0").rglob("matrix.json")}
     assert rows == rows0 and len(rows) == 4
+
+
+def test_a_plan_that_cannot_be_made_here_is_left_to_the_runs(tmp_path, capsys):
+    """A benchmark whose data are not on the sweep's machine (only on the compute nodes): the dry run still
+    lists its runs and says that they will make the synthetic data themselves."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"methods: [gift]\nbenchmarks: [mtil_order1]\nseeds: [0]\n"
+                     f"config: {{benchmark: {{root: {tmp_path / 'no-data'}}}}}\n")
+    out = invoke(capsys, "sweep", str(suite), "--out", str(tmp_path / "r"), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "synthetic data of mtil_order1 not planned here" in out.stderr and "its runs make it" in out.stderr
+    assert "mtil_order1" in out.stdout and "gift" in out.stdout and "first: synthetic" not in out.stdout
