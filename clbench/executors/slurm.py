@@ -2,10 +2,10 @@
 
 Each array task runs one job (a cell: :func:`~clbench.executors.job.run_cell`). Jobs that must end first
 (synthetic-data shards) form their own array, and the cells' array waits for it (``--dependency=afterany``):
-both are queued at once. On pre-emption or at the time limit
-SLURM signals the job; submitit then calls :meth:`CellTask.checkpoint`, which resubmits the same cell with
-``resume=True``, and requeues it: the requeued job continues from the run store's last checkpoint (the end of
-the last completed task) and yields the same matrix as an uninterrupted run.
+both are queued at once. On pre-emption or at the time limit SLURM signals the job; submitit then calls
+:meth:`CellTask.checkpoint`, which resubmits the same job with ``resume=True``, and requeues it: the requeued
+job continues from the run store's last checkpoint (a mid-task one, or the end of the last completed task) and
+yields the same matrix as an uninterrupted run.
 """
 
 from __future__ import annotations
