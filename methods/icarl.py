@@ -207,7 +207,8 @@ class ICaRL(Method):
             order = shrunken_positions(chosen) if cfg.reference_quirks else chosen
             labels, images = self.gather(order)
         self.images = images if not len(self.images) else torch.cat([self.images, images])
-        self.tasks = torch.cat([self.tasks, torch.full((len(order),), task.index, dtype=torch.long)])
+        self.tasks = torch.cat([self.tasks, torch.full((len(labels),), task.index, dtype=torch.long)])  # a task
+        # smaller than the memory gives fewer than len(order) images (all of them, as the code's slice)
         self.labels = torch.cat([self.labels, labels])
 
     def candidate_features(self) -> torch.Tensor:

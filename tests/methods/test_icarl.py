@@ -94,13 +94,17 @@ def set_sizes(method: ICaRL) -> list[int]:
     return method.tasks.bincount().tolist() if len(method.tasks) else []
 
 
+@pytest.mark.parametrize("memory_size", [10, 30])  # 30: more than a task's 12 images (few-shot protocols)
 @pytest.mark.parametrize("timing", ["after_task", "before_task"])
-def test_memory_grows_as_the_code_counts_it(tiny: Tiny, timing: str) -> None:
+def test_memory_grows_as_the_code_counts_it(tiny: Tiny, timing: str, memory_size: int) -> None:
     herd_first = timing == "before_task"
-    method = ICaRL(ICaRLConfig(memory_size=10, memory_timing=timing, herd_first_task=herd_first,
+    method = ICaRL(ICaRLConfig(memory_size=memory_size, memory_timing=timing, herd_first_task=herd_first,
                                teacher="previous"), tiny.ctx)
-    expected = reference_memory_sizes(10, 3, 12, herd_first)
-    assert expected[-1] == [3, 3, 7]  # 13 exemplars for K = 10: the code's memory outgrows K
+    expected = reference_memory_sizes(memory_size, 3, 12, herd_first)
+    if memory_size == 10:
+        assert expected[-1] == [3, 3, 7]  # 13 exemplars for K = 10: the code's memory outgrows K
+    else:
+        assert expected[-1] == [10, 10, 12]
     for t in range(3):
         data = [make_batch(6, 3, seed=10 * t), make_batch(6, 3, seed=10 * t + 1)]
         tiny.ctx.task_batches = fixed_batches(data)  # type: ignore[method-assign]
@@ -114,8 +118,9 @@ def test_memory_grows_as_the_code_counts_it(tiny: Tiny, timing: str) -> None:
         method.training_step(data[0], task, 0)
         method.after_task(task)
         assert set_sizes(method) == expected[t]
+        assert len(method.images) == len(method.tasks) == len(method.labels)
         if t == 0 and not herd_first:  # the first set: the task's first K images in order
-            first = torch.cat([b.images for b in data])[:10].half()
+            first = torch.cat([b.images for b in data])[:memory_size].half()
             assert torch.equal(method.images, first)
 
 
