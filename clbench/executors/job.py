@@ -41,6 +41,12 @@ class Job(Protocol):
     def run(self, benchmark_cache: dict[Any, Any] | None = None) -> CellOutcome: ...
 
 
+def error_line(exc: BaseException) -> str:
+    """``Type: last line of the message`` — what an outcome and ``clbench status`` show of a failure."""
+    last = (str(exc).strip().splitlines() or [""])[-1]
+    return f"{type(exc).__name__}: {last}" if last else type(exc).__name__
+
+
 def run_job(job: Job) -> CellOutcome:
     """Module-level entry point for process pools and cluster workers."""
     return job.run()
@@ -106,8 +112,7 @@ def run_cell(job: CellJob, benchmark_cache: dict[Any, Any] | None = None) -> Cel
                         device=job.device, quiet=True, progress=say, benchmark_cache=benchmark_cache)
         result = engine.run(resume=job.resume)
     except Exception as exc:  # noqa: BLE001 - a failed cell is a result, not a crash of the sweep
-        last = (str(exc).strip().splitlines() or [""])[-1]
-        error = f"{type(exc).__name__}: {last}" if last else type(exc).__name__
+        error = error_line(exc)
         write_json(rd.path / FAILED_FILE, {"error": error, "traceback": traceback.format_exc(), "host": host,
                                            "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return CellOutcome(job.label, str(rd.path), "failed", error=error, host=host)

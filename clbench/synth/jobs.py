@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clbench.config import ResolvedConfig
-from clbench.executors.job import CellOutcome
+from clbench.executors.job import CellOutcome, error_line
 
 
 def _identity(image: Any) -> Any:
@@ -137,9 +137,7 @@ class SynthShardJob:
 
             generate_shard(gen, self.shard, say)
         except Exception as exc:  # noqa: BLE001 - a failed shard is an outcome; the runs make what it left out
-            last = (str(exc).strip().splitlines() or [""])[-1]
-            return CellOutcome(self.label, self.cache_dir, "failed",
-                               error=f"{type(exc).__name__}: {last}" if last else type(exc).__name__, host=host)
+            return CellOutcome(self.label, self.cache_dir, "failed", error=error_line(exc), host=host)
         return CellOutcome(self.label, self.cache_dir, "complete", host=host)
 
 
