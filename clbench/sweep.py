@@ -160,6 +160,10 @@ def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool
     root = Path(out)
     states = plan_cells(suite, root)
     todo = [s for s in states if s.state != "done"]
+    unfinished = [s for s in states if s.state in ("resume", "failed") and s.total]
+    if unfinished and not resume and not dry_run:
+        raise UserError(f"{len(unfinished)} run(s) of this suite are incomplete (e.g. {unfinished[0].cell.run_dir(root).path}); "
+                        "pass --resume to continue them")
     synth_jobs, synth_notes = [], []
     if synth_shards and todo:
         from clbench.synth.jobs import sweep_shard_jobs
@@ -171,15 +175,11 @@ def sweep(suite_name: str, executor: str = "local", jobs: int = 1, dry_run: bool
         print(f"suite {suite.name}: {len(suite.cells)} runs"
               + (f" ({suite.duplicates} duplicate cells collapsed)" if suite.duplicates else "")
               + f", executor {executor}" + (f" {options}" if options else ""))
-        for plan_dir in dict.fromkeys(j.cache_dir for j in synth_jobs):
-            shards = [j for j in synth_jobs if j.cache_dir == plan_dir]
-            print(f"first: synthetic data of {shards[0].config.benchmark} in {len(shards)} shard job(s) -> {plan_dir}")
+        for bench, plan_dir in dict.fromkeys((j.config.benchmark, j.cache_dir) for j in synth_jobs):
+            shards = sum(j.config.benchmark == bench and j.cache_dir == plan_dir for j in synth_jobs)
+            print(f"first: synthetic data of {bench} in {shards} shard job(s) -> {plan_dir}")
         print("\n".join(dry_run_lines(states, root)))
         return 0
-    unfinished = [s for s in states if s.state in ("resume", "failed") and s.total]
-    if unfinished and not resume:
-        raise UserError(f"{len(unfinished)} run(s) of this suite are incomplete (e.g. {unfinished[0].cell.run_dir(root).path}); "
-                        "pass --resume to continue them")
     if executor in REMOTE:
         for j in synth_jobs:
             if not Path(j.cache_dir).is_absolute():
