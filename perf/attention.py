@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
-import time
 from collections.abc import Callable, Iterator
 
 import torch
-from step_timing import make_task, random_batches, step_fn  # perf/ is on sys.path when run as a script
+from step_timing import make_task, random_batches, step_fn, time_interleaved  # perf/ on sys.path
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from clbench.context import MethodContext, trainable_parameters
@@ -40,18 +38,8 @@ def fastpath(enabled: bool) -> Iterator[None]:
 
 def interleaved(runners: dict[str, Callable[[], object]], warmup: int, steps: int, device: torch.device
                 ) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for i in range(warmup + steps):
-        for kind, run in runners.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times[kind].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds per call of each runner, called in turn (step_timing's interleaved timer)."""
+    return time_interleaved({k: (lambda _step, run=run: run()) for k, run in runners.items()}, warmup, steps, device)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
