@@ -130,16 +130,24 @@ def test_slurm_synth_array_runs_before_the_cells_that_need_it(tmp_path, slurm_cl
     synth_id = synth[0].split("_")[0]
     assert f"#SBATCH --dependency=afterany:{synth_id}" in scripts[cells[0]]
 
-    def times(job: str) -> list[tuple[float, float]]:
+    def times(job: str, count: int) -> list[tuple[float, float]]:
+        """Start and end of each of the job's `count` tasks, from accounting. The sweep returns as soon as
+        submitit finds the results, which can be before slurmdbd has recorded the end: wait for it."""
         from datetime import datetime
 
-        rows = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "Start,End"], capture_output=True,
-                              text=True, check=True, timeout=30).stdout.split()
+        deadline = time.monotonic() + 60
+        while True:
+            rows = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "Start,End"], capture_output=True,
+                                  text=True, check=True, timeout=30).stdout.split()
+            if (len(rows) == count and "Unknown" not in "|".join(rows)) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert len(rows) == count and "Unknown" not in "|".join(rows), rows
         return [tuple(datetime.fromisoformat(t).timestamp() for t in row.split("|")) for row in rows]
 
-    synth_end = max(end for _, end in times(synth_id))
-    cell_start = min(start for start, _ in times(cells[0].split("_")[0]))
-    assert len(times(synth_id)) == 2 and cell_start >= synth_end
+    synth_end = max(end for _, end in times(synth_id, 2))
+    cell_start = min(start for start, _ in times(cells[0].split("_")[0], 1))
+    assert cell_start >= synth_end
     (run,) = [p for p in out.rglob("run.json") if ".submitit" not in p.parts]
     assert json.loads(run.read_text())["cost"]["phases"]["generation"]["images"] == 0  # all made by the shards
 
