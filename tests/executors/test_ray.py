@@ -68,7 +68,7 @@ benchmarks: [smoke]
 seeds: [0, 1]
 config:
   train: {iterations: 4, warmup: 1}
-  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16}}
+  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16, synth_generation_batch: 8}}
 """
 
 

@@ -104,7 +104,7 @@ benchmarks: [smoke]
 seeds: [0]
 config:
   train: {iterations: 4, warmup: 1}
-  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16}}
+  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16, synth_generation_batch: 8}}
 executor: {slurm: {cpus_per_task: 1, mem_gb: 2, timeout_min: 10}}
 """
 

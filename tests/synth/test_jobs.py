@@ -12,14 +12,15 @@ import pytest
 from tests.cli_runner import invoke
 from tests.test_cli import assert_one_line_error
 
-SMOKE_GIFT = ["--set", "gift.synth_backend=procedural", "--set", "gift.synth_images_per_task=16"]
+SMOKE_GIFT = ["--set", "gift.synth_backend=procedural", "--set", "gift.synth_images_per_task=16",
+              "--set", "gift.synth_generation_batch=8"]  # 6 calls of 8 images: every shard has some to make
 SUITE = """
 methods: [finetune, gift]
 benchmarks: [smoke]
 seeds: [0, 1]
 config:
   train: {iterations: 4, warmup: 1}
-  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16}}
+  methods: {gift: {synth_backend: procedural, synth_images_per_task: 16, synth_generation_batch: 8}}
 """
 
 
@@ -102,3 +103,36 @@ def test_a_plan_that_cannot_be_made_here_is_left_to_the_runs(tmp_path, capsys):
     assert out.returncode == 0, out.stderr
     assert "synthetic data of mtil_order1 not planned here" in out.stderr and "its runs make it" in out.stderr
     assert "mtil_order1" in out.stdout and "gift" in out.stdout and "first: synthetic" not in out.stdout
+
+
+def test_a_failed_shard_is_a_warning_and_the_run_makes_what_it_left_out(tmp_path, capsys, monkeypatch):
+    """Shard 1 of 2 dies: the sweep says so in one line and goes on; the run finds shard 0's images, makes the
+    rest itself, and its cache and matrix equal those of a sweep whose run generated everything."""
+    import clbench.synth.jobs as jobs
+
+    real = jobs.generate_shard
+
+    def shard_one_dies(gen, shard, say=print):
+        if shard == (1, 2):
+            raise RuntimeError("CUDA error: out of memory (injected)")
+        return real(gen, shard, say)
+
+    monkeypatch.setattr(jobs, "generate_shard", shard_one_dies)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.replace("[finetune, gift]", "[gift]").replace("[0, 1]", "[0]"))
+    monkeypatch.setenv("CLBENCH_SYNTH_CACHE", str(tmp_path / "cache"))
+    out = invoke(capsys, "sweep", str(suite), "--out", str(tmp_path / "r"), "--synth-shards", "2", "--no-report")
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING")]
+    assert warnings == ["WARNING synth smoke 1/2 failed: RuntimeError: CUDA error: out of memory (injected); "
+                        "the runs make the images it left out"], out.stderr
+    (made,) = generated_by_runs(tmp_path / "r").values()
+
+    monkeypatch.setenv("CLBENCH_SYNTH_CACHE", str(tmp_path / "cache0"))
+    ref = invoke(capsys, "sweep", str(suite), "--out", str(tmp_path / "r0"), "--synth-shards", "0", "--no-report")
+    assert ref.returncode == 0, ref.stderr
+    (all_images,) = generated_by_runs(tmp_path / "r0").values()
+    assert 0 < made < all_images, (made, all_images)  # shard 0's images were kept, the rest made by the run
+    assert cache_files(tmp_path / "cache") == cache_files(tmp_path / "cache0")
+    rows = [json.loads(p.read_text())["rows"] for root in ("r", "r0") for p in (tmp_path / root).rglob("matrix.json")]
+    assert len(rows) == 2 and rows[0] == rows[1]
