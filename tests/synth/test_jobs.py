@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_a_failed_shard_is_a_warning_and_the_run_makes_what_it_left_out(tmp_path
 
     real = jobs.generate_shard
 
-    def shard_one_dies(gen, shard, say=print):
+    def shard_one_dies(gen: jobs.Generation, shard: tuple[int, int], say: Any = print) -> bool:
         if shard == (1, 2):
             raise RuntimeError("CUDA error: out of memory (injected)")
         return real(gen, shard, say)
