@@ -18,7 +18,7 @@ from typing import Any
 
 from clbench.errors import UserError
 from clbench.executors import require_extra
-from clbench.executors.job import CellOutcome, Job
+from clbench.executors.job import CellOutcome, Job, error_line
 
 submitit: Any = None
 
@@ -89,7 +89,6 @@ class SlurmExecutor:
             try:
                 outcomes.append(future.result())
             except Exception as exc:  # noqa: BLE001 - the SLURM job died (killed, node failure, OOM)
-                last = (str(exc).strip().splitlines() or [""])[-1][:300]
                 outcomes.append(CellOutcome(job.label, job.record_dir, "failed",
-                                            error=f"SLURM job {future.job_id} failed: {type(exc).__name__}: {last}"))
+                                            error=f"SLURM job {future.job_id} failed: {error_line(exc)[:300]}"))
         return outcomes

@@ -4,6 +4,8 @@ resumes, the matrices equal the local executor's."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,6 +86,68 @@ def test_slurm_array_preempted_task_requeues_and_all_match_local(tmp_path, slurm
     assert ref.returncode == 0, ref.stderr
     got = matrices(out)
     assert got == matrices(tmp_path / "local") and len(got) == 2
+
+
+def task_process(out: Path, array_task: int) -> int:
+    """The pid of the Python process that runs array task ``array_task`` of the sweep writing to ``out``."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if (b"submitit.core._submit" in cmdline and str(out).encode() in cmdline
+                and f"SLURM_ARRAY_TASK_ID={array_task}".encode() in environ):
+            return int(proc.name)
+    raise AssertionError(f"no process runs array task {array_task} of {out}")
+
+
+@pytest.mark.slow
+def test_a_killed_job_fails_its_cell_only_and_resume_finishes_it(tmp_path, slurm_cluster):
+    """One array task killed mid-run (SIGKILL, as an out-of-memory kill): the sweep lists that cell as
+    failed in one line naming the SLURM job, writes its failed.json, finishes the other cell and exits 1;
+    ``--resume`` then completes the cell, with the local executor's matrix."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.replace("iterations: 6", "iterations: 120"))
+    out = tmp_path / "slurm"
+    proc = subprocess.Popen([sys.executable, "-m", "clbench.cli", "sweep", str(suite), "--executor", "slurm",
+                             "--out", str(out), "--quiet", "--no-report"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def in_second_task() -> bool:
+        try:
+            info = json.loads(next(out.glob("smoke/finetune/*/run.json")).read_text())
+        except (StopIteration, ValueError):  # not written yet, or being replaced
+            return False
+        return info["status"] == "running" and info.get("completed_tasks", 0) >= 1
+
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not in_second_task():
+            time.sleep(0.05)
+        assert in_second_task(), proc.poll()
+        (script,) = (out / ".submitit").rglob("*_submission.sh")
+        job_id = f"{script.parent.name}_1"  # array task 1 = finetune
+        # SIGKILL to the task's Python process, as the out-of-memory killer sends. (scancel is not that: submitit
+        # ignores its SIGTERM, and this test cluster's proctrack/linuxproc lets the step finish the run.)
+        os.kill(task_process(out, array_task=1), signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stderr
+    (line,) = [ln for ln in stderr.splitlines() if ln.startswith("FAILED")]
+    assert line.startswith(f"FAILED smoke/finetune/seed0: SLURM job {job_id} failed: UncompletedJobError: "), line
+    (run_dir,) = out.glob("smoke/finetune/*")
+    assert json.loads((run_dir / "failed.json").read_text())["error"] in line
+    assert list(out.glob("smoke/zeroshot/*/matrix.json"))  # the other cell finished
+
+    again = run_cli("sweep", str(suite), "--executor", "slurm", "--out", str(out), "--resume", "--quiet",
+                    "--no-report")
+    assert again.returncode == 0, again.stderr
+    ref = run_cli("sweep", str(suite), "--out", str(tmp_path / "local"), "--quiet", "--no-report")
+    assert ref.returncode == 0, ref.stderr
+    assert matrices(out) == matrices(tmp_path / "local") and len(matrices(out)) == 2
 
 
 def test_no_sbatch_is_one_line(tmp_path, monkeypatch):
