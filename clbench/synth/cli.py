@@ -87,7 +87,9 @@ def main(args: argparse.Namespace) -> int:
         options = merge_options(args.executor, cli_options(args).get(args.executor, {}))
         jobs = shard_jobs(cfg, args.shards, overrides, args.device, gen=gen)
         print(f"{gen.bench.name}: {len(gen.plan.tasks)} tasks x {gen.options.images_per_task} images, cache "
-              f"{gen.cache.dir}: " + (f"{len(jobs)} shard jobs on {args.executor}" if jobs else "complete already"))
+              f"{gen.cache.dir}: " + (f"{len(jobs)} shard jobs on {args.executor}" if jobs else "complete already")
+              + (f" (not {args.shards}: the plan is {len(jobs)} generator call(s))" if 0 < len(jobs) < args.shards
+                 else ""))
         if not jobs:
             return 0
         runner = make_executor(args.executor, options, gen.cache.root, args.jobs, args.quiet)

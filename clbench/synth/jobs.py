@@ -143,10 +143,16 @@ class SynthShardJob:
 
 def shard_jobs(config: ResolvedConfig, shards: int, overrides: dict[str, Any] | None = None,
                device: str = "auto", gen: Generation | None = None) -> list[SynthShardJob]:
-    """``shards`` jobs that make ``config``'s synthetic data; none when its manifest exists already."""
+    """``shards`` jobs that make ``config``'s synthetic data; none when its manifest exists already. At most one
+    per generator call: shards split the plan by call, so more would have nothing to make (the offline world's
+    procedural generator makes a whole small plan in one call)."""
+    from clbench.synthetic_data import generation_batch
+
     gen = gen or prepare(config, overrides, device)
     if gen.cache.read_manifest(gen.plan) is not None:
         return []
+    calls = -(-len(gen.plan.flat()) // generation_batch(gen.options, gen.generator))
+    shards = max(1, min(shards, calls))
     items = tuple(sorted((overrides or {}).items()))
     return [SynthShardJob(config, (i, shards), str(gen.cache.dir), items, device) for i in range(shards)]
 

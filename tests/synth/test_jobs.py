@@ -137,3 +137,15 @@ def test_a_failed_shard_is_a_warning_and_the_run_makes_what_it_left_out(tmp_path
     assert cache_files(tmp_path / "cache") == cache_files(tmp_path / "cache0")
     rows = [json.loads(p.read_text())["rows"] for root in ("r", "r0") for p in (tmp_path / root).rglob("matrix.json")]
     assert len(rows) == 2 and rows[0] == rows[1]
+
+
+def test_no_more_shards_than_generator_calls(tmp_path, capsys):
+    """Shards split a plan by generator call: the procedural generator makes the smoke plan (48 images) in one
+    call of up to 1,000, so 3 shards asked are 1 job, which makes the whole plan."""
+    one_call = SMOKE_GIFT[:4]  # without the 8-image generation batch
+    out = invoke(capsys, "synth", "--benchmark", "smoke", *one_call, "--cache", str(tmp_path / "c"),
+                 "--executor", "local", "--shards", "3", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "1 shard jobs on local (not 3: the plan is 1 generator call(s))" in out.stdout, out.stdout
+    manifest = next((tmp_path / "c").rglob("manifests/*.json"))
+    assert json.loads(manifest.read_text())["num_images"] == 48
