@@ -100,19 +100,24 @@ start() {
   mysql -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'clbench';
             GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
   if ! running slurmdbd; then
+    rm -f /run/slurmdbd.pid  # a stale one would pass the wait below
     /usr/sbin/slurmdbd
-    wait_for 30 sacctmgr -n list cluster
+    wait_for 10 test -s /run/slurmdbd.pid  # recorded before waiting for it: a start that fails leaves it to stop
     started slurmdbd "$(cat /run/slurmdbd.pid)"
+    wait_for 30 sacctmgr -n list cluster
   fi
   sacctmgr -n list cluster format=cluster | grep -qw clbench || sacctmgr -i add cluster clbench >/dev/null
   if running slurmctld; then
     scontrol reconfigure >/dev/null  # pick up a rewritten slurm.conf
   else
+    rm -f /run/slurmctld.pid
     /usr/sbin/slurmctld
-    wait_for 30 scontrol ping
+    wait_for 10 test -s /run/slurmctld.pid
     started slurmctld "$(cat /run/slurmctld.pid)"
+    wait_for 30 scontrol ping
   fi
   if ! running slurmd; then
+    rm -f /run/slurmd.pid
     /usr/sbin/slurmd
     wait_for 30 test -s /run/slurmd.pid  # the daemon's own pid (pgrep right away can catch the pre-fork one)
     started slurmd "$(cat /run/slurmd.pid)"
@@ -134,6 +139,8 @@ stop() {
     else
       kill "$pid" 2>/dev/null || true
     fi
+    # wait for the exit: a start right after must not find a dying daemon "running" (munged, slurmdbd)
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$f"
   done
   rmdir "$STATE" 2>/dev/null || true
